@@ -234,6 +234,12 @@ class SimCloud:
         """
         return ["nsenter", "--net=/run/netns/" + self.controller_ns, "--"] + list(argv)
 
+    def run(self, argv, timeout=600, **kwargs):
+        """Run ``argv`` to completion in the controller namespace with the cloud's environment."""
+        env = dict(os.environ, **self.environment())
+        env.update(kwargs.pop("env", {}) or {})
+        return subprocess.run(self.controller_argv(argv), env=env, timeout=timeout, check=False, **kwargs)
+
     def environment(self):
         """Environment for AWS clients and Ansible in the controller namespace (fake credentials only)."""
         return {

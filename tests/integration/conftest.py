@@ -1,0 +1,45 @@
+"""Fixtures for tests on the simulated cloud (real SSH hosts in network namespaces, moto as EC2)."""
+import os
+
+import pytest
+
+from ansible_collections.paramount.cluster.plugins.plugin_utils import simcloud
+
+REQUIRE_ENV = "PARAMOUNT_REQUIRE_ROOT_TESTS"
+
+
+def require_simcloud():
+    """Skip with the reason when this machine cannot host a sim cloud; fail instead where it must (CI as root)."""
+    reasons = simcloud.missing_requirements()
+    if reasons:
+        message = "simulated cloud unavailable: " + "; ".join(reasons)
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(message + " (%s=1 says these tests must run on this machine)" % REQUIRE_ENV)
+        pytest.skip(message)
+
+
+def start_cloud(state_dir):
+    require_simcloud()
+    cloud = simcloud.SimCloud(state_dir)
+    cloud.up()
+    return cloud
+
+
+@pytest.fixture(scope="session")
+def sim_cloud(tmp_path_factory):
+    """One simulated cloud for the session; torn down (and checked empty) even after failures."""
+    cloud = start_cloud(tmp_path_factory.mktemp("simcloud"))
+    try:
+        yield cloud
+    finally:
+        cloud.down()
+    assert cloud.leftovers() == [], "the simulated cloud left things behind"
+
+
+@pytest.fixture
+def collections_path(tmp_path):
+    """A temporary collections path holding only this collection (the bundled ones come from site-packages)."""
+    link = tmp_path / "collections" / "ansible_collections" / "paramount" / "cluster"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    return tmp_path / "collections"

@@ -1,0 +1,40 @@
+"""Every molecule scenario under extensions/molecule, one pytest test each (CI reads pytest's closing line)."""
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import require_simcloud
+
+REPO = Path(__file__).resolve().parents[2]
+SCENARIOS = sorted(p.parent.name for p in (REPO / "extensions" / "molecule").glob("*/molecule.yml"))
+
+
+@pytest.mark.molecule
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_molecule_scenario(scenario, request, collections_path, tmp_path):
+    venv_bin = str(Path(sys.executable).parent)
+    env = {
+        "PATH": venv_bin + os.pathsep + os.environ.get("PATH", ""),
+        "ANSIBLE_COLLECTIONS_PATH": str(collections_path),
+        "ANSIBLE_FORCE_COLOR": "0",
+        "NO_COLOR": "1",
+        "MOLECULE_GLOB": "extensions/molecule/*/molecule.yml",
+        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-local"),
+    }
+    argv = [shutil.which("molecule", path=env["PATH"]), "test", "-s", scenario]
+    if (REPO / "extensions" / "molecule" / scenario / "requires-simcloud").exists():
+        require_simcloud()
+        cloud = request.getfixturevalue("sim_cloud")
+        proc = cloud.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=880)
+    else:
+        import subprocess
+
+        proc = subprocess.run(argv, cwd=REPO, env=dict(os.environ, **env), capture_output=True, text=True, timeout=880, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-8000:]
+    assert "failed=0" in output.split("SCENARIO RECAP")[-1], output[-4000:]
