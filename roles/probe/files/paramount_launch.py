@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Run one node's trainer command with a time limit, a PID file and, optionally, a CPU share.
+
+    paramount_launch.py --pidfile F --max-seconds S [--cpu-share 0.3] -- torchrun ...
+
+The command runs in its own process group. With --cpu-share below 1 the launcher lets that group run
+for `share` of every period and stops it (SIGSTOP) for the rest: this is how the `local` backend makes a
+slower instance type measurably slower without root and without touching the trainer. SIGTERM to the
+launcher is forwarded to the group (the trainer checkpoints and exits); past --max-seconds the group
+gets SIGTERM, then SIGKILL. If the launcher itself is killed, the kernel sends the command SIGTERM.
+Exit status: the command's.
+"""
+import argparse
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent():
+    os.setpgid(0, 0)
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass  # not Linux: the time limit still applies
+
+
+def _signal_group(pgid, signum):
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--pidfile", required=True)
+    parser.add_argument("--max-seconds", type=float, required=True)
+    parser.add_argument("--cpu-share", type=float, default=1.0)
+    parser.add_argument("--period", type=float, default=0.1)
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.error("no command given after --")
+    if not 0 < args.cpu_share <= 1:
+        parser.error("--cpu-share must be in (0, 1], got %s" % args.cpu_share)
+
+    child = subprocess.Popen(command, preexec_fn=_die_with_parent)  # pylint: disable=subprocess-popen-preexec-fn
+    with open(args.pidfile, "w", encoding="ascii") as pidfile:
+        pidfile.write("%d %d\n" % (os.getpid(), child.pid))
+    terminating = {"since": None}
+
+    def _forward(_signum, _frame):
+        _signal_group(child.pid, signal.SIGCONT)
+        _signal_group(child.pid, signal.SIGTERM)
+        terminating["since"] = terminating["since"] or time.monotonic()
+
+    signal.signal(signal.SIGTERM, _forward)
+    signal.signal(signal.SIGINT, _forward)
+    deadline = time.monotonic() + args.max_seconds
+    throttled = args.cpu_share < 1
+    run_for = args.period * args.cpu_share
+    stop_for = args.period - run_for
+    while child.poll() is None:
+        now = time.monotonic()
+        if now > deadline and terminating["since"] is None:
+            print("paramount_launch: time limit of %.0f s reached, stopping the trainer" % args.max_seconds, file=sys.stderr)
+            _forward(None, None)
+        if terminating["since"] is not None:
+            if now - terminating["since"] > 30:
+                _signal_group(child.pid, signal.SIGKILL)
+            time.sleep(0.1)
+            continue
+        if not throttled:
+            time.sleep(0.2)
+            continue
+        time.sleep(run_for)
+        _signal_group(child.pid, signal.SIGSTOP)
+        time.sleep(stop_for)
+        _signal_group(child.pid, signal.SIGCONT)
+    # Nothing of the group may outlive the run (a worker torchrun failed to reap, say).
+    _signal_group(child.pid, signal.SIGCONT)
+    _signal_group(child.pid, signal.SIGKILL)
+    try:
+        os.unlink(args.pidfile)
+    except OSError:
+        pass
+    return child.returncode if child.returncode >= 0 else 128 - child.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
