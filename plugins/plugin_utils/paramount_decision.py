@@ -1,0 +1,347 @@
+# -*- coding: utf-8 -*-
+# Copyright: paramount.cluster contributors
+# Apache License 2.0 (see galaxy.yml)
+"""Decision: price every candidate, apply the constraints, rank by the objective, find the Pareto
+front, and work out which nodes to start, stop and keep against the current inventory.
+
+It only needs something with ``predict(instance_type, nodes)`` (``paramount_model.ScalingModel``
+or any replacement) and the catalog, so it can be tested and replaced on its own.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common import (
+    ParamountError,
+    fmt_money,
+    fmt_seconds,
+    slug,
+)
+
+MIN_BILLED_SECONDS = 60.0
+
+
+def billed_seconds(seconds: float, setup_seconds: float = 0.0) -> float:
+    """EC2-style per-second billing with a 60 s minimum, of setup plus run time."""
+    return max(MIN_BILLED_SECONDS, float(math.ceil(max(0.0, setup_seconds + seconds))))
+
+
+def cluster_cost(nodes: int, price_per_hour: float, seconds: float, setup_seconds: float = 0.0) -> float:
+    """nodes x price x billed hours."""
+    return nodes * price_per_hour * billed_seconds(seconds, setup_seconds) / 3600.0
+
+
+@dataclass
+class Constraints:
+    objective: str = "cost"
+    deadline: float | None = None  # seconds, applied to setup_seconds + predicted_seconds
+    budget: float | None = None  # currency, applied to predicted_cost
+    max_hourly_cost: float | None = None  # whole cluster, nodes x price
+    max_nodes: int | None = None
+    measured_only: bool = False
+    setup_seconds: float = 0.0
+
+    def as_dict(self, node_counts, instance_types, epochs):
+        return {
+            "deadline": self.deadline,
+            "budget": self.budget,
+            "max_hourly_cost": self.max_hourly_cost,
+            "max_nodes": self.max_nodes,
+            "node_counts": list(node_counts),
+            "instance_types": list(instance_types) if instance_types else None,
+            "measured_only": self.measured_only,
+            "setup_seconds": self.setup_seconds,
+            "epochs": epochs,
+        }
+
+
+@dataclass
+class Candidate:
+    instance_type: str
+    nodes: int
+    price_per_hour: float
+    predicted: bool
+    measured: bool
+    predicted_seconds: float | None = None
+    predicted_cost: float | None = None
+    seconds_per_iteration: float | None = None
+    iterations: int | None = None
+    seconds_interval: list | None = None
+    cost_interval: list | None = None
+    seconds_per_iteration_by_phase: dict | None = None
+    iterations_by_phase: dict | None = None
+    init_seconds: float | None = None
+    basis: str = ""
+    notes: list = field(default_factory=list)
+    violations: list = field(default_factory=list)  # (constraint, text, relative excess)
+    feasible: bool = False
+    reason: str = ""
+    pareto: bool = False
+    rank: int = 0
+
+    @property
+    def hourly_cost(self):
+        return self.nodes * self.price_per_hour
+
+    def as_dict(self):
+        return {
+            "instance_type": self.instance_type,
+            "nodes": self.nodes,
+            "predicted_seconds": self.predicted_seconds,
+            "predicted_cost": self.predicted_cost,
+            "seconds_per_iteration": self.seconds_per_iteration,
+            "iterations": self.iterations,
+            "measured": self.measured,
+            "feasible": self.feasible,
+            "reason": self.reason,
+            "rank": self.rank,
+            "pareto": self.pareto,
+            "hourly_cost": self.hourly_cost,
+            "predicted_seconds_interval": self.seconds_interval,
+            "predicted_cost_interval": self.cost_interval,
+            "init_seconds": self.init_seconds,
+            "seconds_per_iteration_by_phase": self.seconds_per_iteration_by_phase,
+            "iterations_by_phase": self.iterations_by_phase,
+            "basis": self.basis,
+            "notes": list(self.notes),
+        }
+
+    def chosen_dict(self):
+        keys = ("instance_type", "nodes", "predicted_seconds", "predicted_cost", "seconds_per_iteration", "iterations")
+        d = self.as_dict()
+        out = {k: d[k] for k in keys}
+        for k in ("predicted_seconds_interval", "predicted_cost_interval", "hourly_cost", "measured", "basis",
+                  "seconds_per_iteration_by_phase", "iterations_by_phase", "init_seconds"):
+            out[k] = d[k]
+        return out
+
+
+def build_candidates(model, catalog, types, node_counts, constraints: Constraints, type_reasons=None):
+    """Price and check every (type, count). Returns (candidates, excluded).
+
+    ``type_reasons``: why a type has no usable measurement (e.g. all its probe runs failed).
+    """
+    type_reasons = type_reasons or {}
+    cands, excluded = [], []
+    for t in types:
+        entry = catalog.get(t)
+        if entry is None:
+            excluded.append({"instance_type": t, "reason": "not in the catalog, so it has no price"})
+            continue
+        if entry.price_per_hour is None:
+            excluded.append({"instance_type": t, "reason": entry.price_problem or "no price in the catalog"})
+            continue
+        if t not in model.types():
+            excluded.append({"instance_type": t, "reason": type_reasons.get(t)
+                             or "no probe run measured it: cannot be predicted"})
+            continue
+        for n in node_counts:
+            c = Candidate(t, n, entry.price_per_hour, predicted=False, measured=False)
+            try:
+                pred = model.predict(t, n)
+            except Exception as exc:  # Unpredictable, or any model failure for this one candidate
+                c.reason = "cannot be predicted: %s" % exc
+                c.measured = (t, n) in getattr(getattr(model, "m", None), "configs", {})
+                cands.append(c)
+                continue
+            c.predicted = True
+            c.measured = bool(pred.measured)
+            c.predicted_seconds = float(pred.total_seconds[0])
+            c.seconds_interval = [float(pred.total_seconds[1]), float(pred.total_seconds[2])]
+            c.predicted_cost = cluster_cost(n, entry.price_per_hour, c.predicted_seconds, constraints.setup_seconds)
+            c.cost_interval = [cluster_cost(n, entry.price_per_hour, s, constraints.setup_seconds)
+                               for s in c.seconds_interval]
+            c.iterations = pred.iterations_total
+            c.seconds_per_iteration = pred.mean_seconds_per_iteration
+            c.seconds_per_iteration_by_phase = {p: v[0] for p, v in pred.seconds_per_iteration.items()}
+            c.iterations_by_phase = dict(pred.iterations)
+            c.init_seconds = float(pred.init_seconds[0])
+            c.basis = pred.basis
+            c.notes = list(pred.notes)
+            cands.append(c)
+    for c in cands:
+        check(c, constraints)
+    return cands, excluded
+
+
+def check(c: Candidate, k: Constraints):
+    v = []
+    if k.max_nodes is not None and c.nodes > k.max_nodes:
+        v.append(("max_nodes", "%d nodes > max_nodes %d" % (c.nodes, k.max_nodes), c.nodes / k.max_nodes - 1))
+    if k.max_hourly_cost is not None and c.hourly_cost > k.max_hourly_cost * (1 + 1e-12):
+        v.append(("max_hourly_cost", "cluster costs %s/h > max_hourly_cost %s/h"
+                  % (fmt_money(c.hourly_cost), fmt_money(k.max_hourly_cost)),
+                  c.hourly_cost / k.max_hourly_cost - 1 if k.max_hourly_cost > 0 else math.inf))
+    if k.measured_only and not c.measured:
+        v.append(("measured_only", "not probed (measured_only)", 1.0))
+    if c.predicted:
+        wall = c.predicted_seconds + k.setup_seconds
+        if k.deadline is not None and wall > k.deadline:
+            v.append(("deadline", "predicted %s (setup included) > deadline %s" % (fmt_seconds(wall),
+                                                                                     fmt_seconds(k.deadline)),
+                      wall / k.deadline - 1 if k.deadline > 0 else math.inf))
+        if k.budget is not None and c.predicted_cost > k.budget:
+            v.append(("budget", "predicted %s > budget %s" % (fmt_money(c.predicted_cost), fmt_money(k.budget)),
+                      c.predicted_cost / k.budget - 1 if k.budget > 0 else math.inf))
+    c.violations = v
+    c.feasible = c.predicted and not v
+    if not c.predicted:
+        pass  # reason already says why
+    elif v:
+        c.reason = "; ".join(text for _, text, _ in v)
+    else:
+        c.reason = "feasible"
+
+
+def objective_key(c: Candidate, objective: str):
+    if objective == "time":
+        return (c.predicted_seconds, c.predicted_cost, c.nodes, c.instance_type)
+    return (c.predicted_cost, c.predicted_seconds, c.nodes, c.instance_type)
+
+
+def pareto_front(cands):
+    """Mark predicted candidates that no other predicted candidate beats on both time and cost."""
+    pts = [c for c in cands if c.predicted]
+    for c in pts:
+        c.pareto = not any(
+            (o.predicted_seconds <= c.predicted_seconds and o.predicted_cost <= c.predicted_cost)
+            and (o.predicted_seconds < c.predicted_seconds or o.predicted_cost < c.predicted_cost)
+            for o in pts)
+    return [c for c in pts if c.pareto]
+
+
+def violation_score(c: Candidate):
+    if not c.predicted:
+        return math.inf
+    return sum(min(x, 1e6) for _, _, x in c.violations)
+
+
+def rank(cands, objective):
+    feasible = sorted((c for c in cands if c.feasible), key=lambda c: objective_key(c, objective))
+    infeasible = sorted((c for c in cands if c.predicted and not c.feasible),
+                        key=lambda c: (violation_score(c),) + objective_key(c, objective))
+    unpredicted = sorted((c for c in cands if not c.predicted), key=lambda c: (c.instance_type, c.nodes))
+    ordered = feasible + infeasible + unpredicted
+    for i, c in enumerate(ordered, start=1):
+        c.rank = i
+    return ordered
+
+
+def decide(ordered, objective):
+    """(chosen candidate or None, failure message or None)."""
+    for c in ordered:
+        if c.feasible:
+            c.reason = "chosen: %s within the constraints" % (
+                "lowest predicted cost" if objective == "cost" else "shortest predicted time")
+            return c, None
+    closest = [c for c in ordered if c.predicted][:3]
+    if not closest:
+        reasons = sorted({c.reason for c in ordered})
+        return None, "no candidate could be predicted: %s" % "; ".join(reasons[:4])
+    parts = ["%s x%d (%s)" % (c.instance_type, c.nodes, c.reason) for c in closest]
+    return None, "no configuration satisfies the constraints; closest: %s" % "; ".join(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# desired-state inventory and the start/stop/keep diff
+# --------------------------------------------------------------------------------------------
+
+GROUP = "paramount_train"
+_HOST_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+def slot_name(run_name: str, instance_type: str, index: int) -> str:
+    """Slot naming: ``<run_name>-<slug(instance_type)>-<index>``, index from 1, e.g.
+    ``paramount-sim-medium-1``; slug lower-cases and turns every other character into '-'."""
+    return "%s-%s-%d" % (slug(run_name), slug(instance_type), index)
+
+
+def parse_inventory(data, source="current_inventory"):
+    """Read a desired-state inventory (mapping) into ({slot: instance_type}, rendezvous slot or None)."""
+    if data is None:
+        return {}, None
+    if not isinstance(data, dict):
+        raise ParamountError("%s: expected a YAML mapping with all.children.%s.hosts" % (source, GROUP))
+    root = data.get("all", data) if "all" in data else data
+    if root is None:
+        root = {}
+    if not isinstance(root, dict):
+        raise ParamountError("%s: 'all' must be a mapping" % source)
+    children = root.get("children") or {}
+    if not isinstance(children, dict):
+        raise ParamountError("%s: all.children must be a mapping" % source)
+    group = children.get(GROUP)
+    if group is None and GROUP in data:
+        group = data[GROUP]
+    if group is None:
+        if children or root.get("hosts"):
+            raise ParamountError("%s: no group %s under all.children" % (source, GROUP))
+        return {}, None
+    if not isinstance(group, dict):
+        raise ParamountError("%s: group %s must be a mapping" % (source, GROUP))
+    gvars = group.get("vars") or {}
+    if not isinstance(gvars, dict):
+        raise ParamountError("%s: %s.vars must be a mapping" % (source, GROUP))
+    hosts = group.get("hosts") or {}
+    if not isinstance(hosts, dict):
+        raise ParamountError("%s: %s.hosts must be a mapping of slot names" % (source, GROUP))
+    slots, rdzv = {}, []
+    for name, hv in hosts.items():
+        hv = hv or {}
+        if not isinstance(hv, dict):
+            raise ParamountError("%s: host %s: variables must be a mapping" % (source, name))
+        itype = hv.get("instance_type", gvars.get("instance_type"))
+        if not isinstance(itype, str) or not itype:
+            raise ParamountError("%s: host %s has no instance_type (host or group variable)" % (source, name))
+        slots[str(name)] = itype
+        if hv.get("paramount_rendezvous", gvars.get("paramount_rendezvous")) is True:
+            rdzv.append(str(name))
+    if len(rdzv) > 1:
+        raise ParamountError("%s: paramount_rendezvous is true on %d hosts (%s); exactly one is allowed"
+                             % (source, len(rdzv), ", ".join(sorted(rdzv))))
+    return slots, (rdzv[0] if rdzv else None)
+
+
+def plan_nodes(instance_type, nodes, current_slots, current_rdzv, run_name="paramount"):
+    """Which slots to keep, start and stop, and the rendezvous slot.
+
+    Keep the current slots of the chosen type (the current rendezvous first, then by name) up to
+    ``nodes``; stop every other current slot; start new slots named by ``slot_name`` with indexes
+    not used by any current slot. The rendezvous is the kept current rendezvous, else the first
+    kept slot, else the first new slot.
+    """
+    same = sorted(s for s, t in current_slots.items() if t == instance_type)
+    if current_rdzv in same:
+        same.remove(current_rdzv)
+        same.insert(0, current_rdzv)
+    keep = same[:nodes]
+    stop = sorted(s for s in current_slots if s not in keep)
+    used = set(current_slots)
+    start = []
+    index = 1
+    while len(keep) + len(start) < nodes:
+        name = slot_name(run_name, instance_type, index)
+        if name not in used:
+            start.append(name)
+            used.add(name)
+        index += 1
+    if current_rdzv in keep:
+        rdzv = current_rdzv
+    elif keep:
+        rdzv = keep[0]
+    else:
+        rdzv = start[0] if start else None
+    return sorted(keep), start, stop, rdzv
+
+
+def desired_inventory(instance_type, slots, rdzv):
+    hosts = {}
+    for s in slots:
+        hv = {"instance_type": instance_type}
+        if s == rdzv:
+            hv["paramount_rendezvous"] = True
+        hosts[s] = hv
+    return {"all": {"children": {GROUP: {"hosts": hosts}}}}

@@ -1,0 +1,395 @@
+# -*- coding: utf-8 -*-
+# Copyright: paramount.cluster contributors
+# Apache License 2.0 (see galaxy.yml)
+"""Outputs of a plan: plan.json, the desired-state inventory, a CLAP cluster file, report.md and
+plots. Files are written only when their content changes, so a second identical run reports
+``changed: false``."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+
+from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common import (
+    ParamountError,
+    fmt_money,
+    fmt_seconds,
+    slug,
+)
+
+try:
+    import yaml
+except ImportError:  # pragma: no cover
+    yaml = None
+
+PLAN_FILE = "plan.json"
+INVENTORY_FILE = "inventory.yml"
+CLAP_FILE = "clap-cluster.yml"
+REPORT_FILE = "report.md"
+PLOT_TIME_COST = "time_vs_cost.png"
+PLOT_MEASURED = "measured_vs_predicted.png"
+
+CLAP_TEMPLATE_PREFIX = "paramount-"
+
+
+def clap_template_id(instance_type: str, prefix: str = CLAP_TEMPLATE_PREFIX) -> str:
+    """CLAP instance template id (a key of CLAP's ``configs/instances.yaml``) of an instance type:
+    ``prefix + slug(instance_type)``, e.g. ``clap_template_id('t2.small') == 'paramount-t2-small'``,
+    ``clap_template_id('sim.medium') == 'paramount-sim-medium'``. The template's ``flavor`` is the
+    instance type itself."""
+    return prefix + slug(instance_type)
+
+
+def clap_cluster_name(run_name, instance_type, nodes):
+    return "%s-%s-%dx" % (slug(run_name), slug(instance_type), nodes)
+
+
+def clap_cluster_config(instance_type, nodes, run_name="paramount", setups=None, role="gan",
+                        setup_action="setup-gan", template_prefix=CLAP_TEMPLATE_PREFIX):
+    """A CLAP cluster file (``~/.clap/configs/clusters/*.yml``) for a homogeneous cluster.
+
+    Node type ``main`` (1 node, the rendezvous and ``ssh_to``) plus ``workers`` (nodes - 1). With
+    ``setups`` (names of setups that already exist in CLAP's cluster files, e.g. the collection's
+    CLAP folder) the nodes use those; otherwise the file defines one setup that adds ``role``
+    and runs its ``setup_action`` (defaults: the collection's CLAP role ``gan``, action ``setup-gan``;
+    not named ``setup``, so CLAP does not run it twice).
+    """
+    name = clap_cluster_name(run_name, instance_type, nodes)
+    doc = {}
+    if setups:
+        setup_names = list(setups)
+    else:
+        setup_name = "%s-setup" % name
+        doc["setups"] = {setup_name: {"roles": [{"name": role}], "actions": [{"role": role, "action": setup_action}]}}
+        setup_names = [setup_name]
+    template = clap_template_id(instance_type, template_prefix)
+    node_types = {"main": {"type": template, "count": 1, "min_count": 1, "setups": list(setup_names)}}
+    if nodes > 1:
+        node_types["workers"] = {"type": template, "count": nodes - 1, "min_count": nodes - 1,
+                                 "setups": list(setup_names)}
+    doc["clusters"] = {name: {"options": {"ssh_to": "main"}, "nodes": node_types}}
+    return doc
+
+
+def validate_clap_cluster(doc, known_setups=()):
+    """Check a CLAP cluster file against CLAP's documented schema (``clap/cluster_manager.py``).
+    Returns a list of problems (empty when valid)."""
+    errors = []
+    if not isinstance(doc, dict):
+        return ["top level must be a mapping"]
+    for key in doc:
+        if key not in ("setups", "clusters"):
+            errors.append("unknown top-level key %r (CLAP reads setups and clusters)" % key)
+    setups = doc.get("setups") or {}
+    if not isinstance(setups, dict):
+        errors.append("setups must be a mapping")
+        setups = {}
+    for sname, setup in setups.items():
+        if not isinstance(setup, dict):
+            errors.append("setup %s must be a mapping" % sname)
+            continue
+        for role in setup.get("roles") or []:
+            if not isinstance(role, dict) or not isinstance(role.get("name"), str) or not role["name"]:
+                errors.append("setup %s: each role needs a name" % sname)
+            elif "extra" in role and not isinstance(role["extra"], dict):
+                errors.append("setup %s: role extra must be a mapping" % sname)
+        for action in setup.get("actions") or []:
+            if not isinstance(action, dict):
+                errors.append("setup %s: each action must be a mapping" % sname)
+            elif "role" in action:
+                if not isinstance(action.get("action"), str):
+                    errors.append("setup %s: a role action needs 'action'" % sname)
+            elif "playbook" in action:
+                if not os.path.isabs(str(action["playbook"])):
+                    errors.append("setup %s: playbook must be an absolute path" % sname)
+            elif "command" not in action:
+                errors.append("setup %s: action must have role+action, playbook or command" % sname)
+    names = set(setups) | set(known_setups)
+    clusters = doc.get("clusters")
+    if not isinstance(clusters, dict) or not clusters:
+        errors.append("clusters must be a non-empty mapping")
+        return errors
+    for cname, cluster in clusters.items():
+        if not isinstance(cluster, dict):
+            errors.append("cluster %s must be a mapping" % cname)
+            continue
+        nodes = cluster.get("nodes")
+        if not isinstance(nodes, dict) or not nodes:
+            errors.append("cluster %s: nodes must be a non-empty mapping" % cname)
+            continue
+        for stage in ("before_all", "before", "after", "after_all"):
+            for s in cluster.get(stage) or []:
+                if s not in names:
+                    errors.append("cluster %s: %s names unknown setup %s" % (cname, stage, s))
+        opts = cluster.get("options") or {}
+        if not isinstance(opts, dict):
+            errors.append("cluster %s: options must be a mapping" % cname)
+        elif "ssh_to" in opts and opts["ssh_to"] not in nodes:
+            errors.append("cluster %s: options.ssh_to %r is not a node type" % (cname, opts["ssh_to"]))
+        for ntype, spec in nodes.items():
+            if not isinstance(spec, dict):
+                errors.append("cluster %s node %s must be a mapping" % (cname, ntype))
+                continue
+            if not isinstance(spec.get("type"), str) or not spec["type"]:
+                errors.append("cluster %s node %s: type (an instance template id) is required" % (cname, ntype))
+            count = spec.get("count")
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                errors.append("cluster %s node %s: count must be an integer >= 0" % (cname, ntype))
+                continue
+            mc = spec.get("min_count", count)
+            if isinstance(mc, bool) or not isinstance(mc, int) or mc < 0:
+                errors.append("cluster %s node %s: min_count must be an integer >= 0" % (cname, ntype))
+            elif mc > count:
+                errors.append("cluster %s node %s: min_count %d > count %d (NodeSizeError)" % (cname, ntype, mc, count))
+            for s in spec.get("setups") or []:
+                if s not in names:
+                    errors.append("cluster %s node %s: unknown setup %s (InvalidSetupError)" % (cname, ntype, s))
+    return errors
+
+
+# --------------------------------------------------------------------------------------------
+
+def clean_json(obj):
+    """Plain JSON types only; non-finite floats become None; floats keep 6 significant digits."""
+    if isinstance(obj, dict):
+        return {str(k): clean_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean_json(v) for v in obj]
+    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+        return obj
+    if isinstance(obj, int):
+        return int(obj)
+    try:
+        f = float(obj)
+    except (TypeError, ValueError):
+        return str(obj)
+    if not math.isfinite(f):
+        return None
+    if f == int(f) and abs(f) < 1e15 and type(obj).__name__.startswith("int"):
+        return int(f)
+    return float("%.6g" % f)
+
+
+def _write_if_changed(path, data: bytes, changed: list):
+    try:
+        with open(path, "rb") as handle:
+            if handle.read() == data:
+                return
+    except OSError:
+        pass
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+    os.replace(tmp, path)
+    changed.append(path)
+
+
+def dump_yaml(doc, header=""):
+    text = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
+    return (header + text).encode("utf-8")
+
+
+def write_outputs(output_dir, plan, measurement=None, model=None, candidates=(), chosen=None, clap_doc=None,
+                  plots=True):
+    """Write every output file; returns (paths written or unchanged, paths changed)."""
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+    except OSError as exc:
+        raise ParamountError("output_dir %s cannot be created (%s)" % (output_dir, exc.strerror)) from None
+    if not os.access(output_dir, os.W_OK):
+        raise ParamountError("output_dir %s is not writable" % output_dir)
+    files, changed = [], []
+
+    def put(name, data):
+        path = os.path.join(output_dir, name)
+        _write_if_changed(path, data, changed)
+        files.append(path)
+
+    put(PLAN_FILE, (json.dumps(clean_json(plan), indent=2, sort_keys=False) + "\n").encode("utf-8"))
+    if plan.get("chosen"):
+        put(INVENTORY_FILE, dump_yaml(plan["desired_inventory"],
+                                      "# desired-state inventory written by paramount.cluster.optimize\n"
+                                      "# (group paramount_train: one slot per node; see docs/optimize.md)\n"))
+        if clap_doc is not None:
+            put(CLAP_FILE, dump_yaml(clap_doc, "# CLAP cluster file written by paramount.cluster.optimize\n"))
+    images = {}
+    if plots:
+        images = render_plots(candidates, chosen, model)
+        for name, data in images.items():
+            put(name, data)
+    put(REPORT_FILE, render_report(plan, measurement, candidates, images).encode("utf-8"))
+    return files, changed
+
+
+# --------------------------------------------------------------------------------------------
+
+def render_plots(candidates, chosen, model):
+    """{file name: PNG bytes}. Uses the object-oriented Agg API (no global pyplot state)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    out = {}
+    pts = [c for c in candidates if c.predicted]
+    fig = Figure(figsize=(7.5, 5.0), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(111)
+    types = sorted({c.instance_type for c in pts})
+    markers = "osD^v<>phX*"
+    for i, t in enumerate(types):
+        sel = [c for c in pts if c.instance_type == t]
+        feas = [c for c in sel if c.feasible]
+        infe = [c for c in sel if not c.feasible]
+        m = markers[i % len(markers)]
+        color = "C%d" % (i % 10)
+        if feas:
+            ax.scatter([c.predicted_seconds for c in feas], [c.predicted_cost for c in feas], marker=m,
+                       color=color, label=t, zorder=3)
+        if infe:
+            ax.scatter([c.predicted_seconds for c in infe], [c.predicted_cost for c in infe], marker=m,
+                       facecolors="none", edgecolors=color, label=None if feas else t + " (infeasible)", zorder=3)
+        for c in sel:
+            ax.annotate(str(c.nodes), (c.predicted_seconds, c.predicted_cost), fontsize=7,
+                        xytext=(3, 3), textcoords="offset points")
+    front = sorted((c for c in pts if c.pareto), key=lambda c: c.predicted_seconds)
+    if front:
+        ax.plot([c.predicted_seconds for c in front], [c.predicted_cost for c in front], "k--", lw=1,
+                label="Pareto front", zorder=2)
+    if chosen is not None:
+        ax.scatter([chosen.predicted_seconds], [chosen.predicted_cost], marker="*", s=300, color="gold",
+                   edgecolors="k", zorder=4, label="chosen: %s x%d" % (chosen.instance_type, chosen.nodes))
+    if pts:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+    else:
+        ax.text(0.5, 0.5, "no candidate could be predicted", ha="center", transform=ax.transAxes)
+    ax.set_xlabel("predicted time, init + iterations (s)")
+    ax.set_ylabel("predicted cost (USD)")
+    ax.set_title("Candidates (numbers: nodes; hollow: infeasible)")
+    ax.grid(True, which="both", alpha=0.3)
+    if pts:
+        ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    out[PLOT_TIME_COST] = _png(fig)
+
+    fig = Figure(figsize=(5.5, 5.0), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(111)
+    rows = model.cross_check() if model is not None else []
+    if rows:
+        for kind, mk in (("fitted", "o"), ("leave-one-out", "x")):
+            sel = [r for r in rows if r["kind"] == kind]
+            if sel:
+                ax.scatter([r["measured"] for r in sel], [r["predicted"] for r in sel], marker=mk, label=kind)
+        lo = min(min(r["measured"], r["predicted"]) for r in rows)
+        hi = max(max(r["measured"], r["predicted"]) for r in rows)
+        ax.plot([lo, hi], [lo, hi], "k-", lw=0.8, label="y = x")
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no type was probed at two or more node counts:\nnothing to cross-check",
+                ha="center", va="center", transform=ax.transAxes, fontsize=9)
+    ax.set_xlabel("measured seconds per iteration")
+    ax.set_ylabel("predicted seconds per iteration")
+    ax.set_title("Scaling model against the probes")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    out[PLOT_MEASURED] = _png(fig)
+    return out
+
+
+def _png(fig):
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    return buf.getvalue()
+
+
+def _md_table(headers, rows):
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    for r in rows:
+        lines.append("| " + " | ".join(str(x).replace("|", "/") for x in r) + " |")
+    return "\n".join(lines)
+
+
+def render_report(plan, measurement, candidates, images):
+    ch = plan.get("chosen")
+    lines = ["# paramount.cluster plan", ""]
+    lines.append("Workload `%s`, objective **%s**." % (plan.get("workload"), plan.get("objective")))
+    lines.append("")
+    if ch:
+        lines.append("**Chosen: %s x %d** - predicted %s (95%% interval %s to %s), %s; %s per iteration over %d "
+                     "iterations; cluster price %s/h; basis: %s." % (
+                         ch["instance_type"], ch["nodes"], fmt_seconds(ch["predicted_seconds"]),
+                         fmt_seconds(ch["predicted_seconds_interval"][0]),
+                         fmt_seconds(ch["predicted_seconds_interval"][1]), fmt_money(ch["predicted_cost"]),
+                         fmt_seconds(ch["seconds_per_iteration"]), ch["iterations"], fmt_money(ch["hourly_cost"]),
+                         ch["basis"]))
+    else:
+        lines.append("**Nothing feasible.** %s" % plan.get("message", ""))
+    lines.append("")
+    lines.append("Search cost (the probe runs): %s. Setup time per node: %s (billed, not in predicted time)."
+                 % (fmt_money(plan.get("search_cost")), fmt_seconds(plan["constraints"].get("setup_seconds"))))
+    lines.append("")
+    cons = {k: v for k, v in plan["constraints"].items() if v not in (None, False, [])}
+    lines.append("Constraints: " + (", ".join("%s=%s" % (k, v) for k, v in cons.items()) or "none"))
+    lines.append("")
+    lines.append("Nodes: start %s; stop %s; keep %s; rendezvous %s." % (
+        plan.get("start") or "none", plan.get("stop") or "none", plan.get("keep") or "none",
+        plan.get("rendezvous") or "none"))
+    lines.append("")
+    lines.append("## Candidates")
+    lines.append("")
+    rows = []
+    for c in plan.get("candidates", [])[:25]:
+        rows.append([c["rank"], c["instance_type"], c["nodes"], fmt_seconds(c["predicted_seconds"]),
+                     fmt_money(c["predicted_cost"]), fmt_seconds(c["seconds_per_iteration"]),
+                     c["iterations"] if c["iterations"] is not None else "n/a",
+                     "yes" if c["measured"] else "no", "yes" if c.get("pareto") else "", c["reason"]])
+    lines.append(_md_table(["rank", "type", "nodes", "time", "cost", "s/iter", "iterations", "measured",
+                            "Pareto", "reason"], rows))
+    if len(plan.get("candidates", [])) > 25:
+        lines.append("")
+        lines.append("(%d more in plan.json)" % (len(plan["candidates"]) - 25))
+    if plan.get("excluded"):
+        lines.append("")
+        lines.append("## Excluded types")
+        lines.append("")
+        lines.append(_md_table(["type", "reason"], [[e["instance_type"], e["reason"]] for e in plan["excluded"]]))
+    lines.append("")
+    lines.append("## Probe runs")
+    lines.append("")
+    lines.append(_md_table(["run", "types", "nodes", "status", "used", "seconds", "cost"],
+                           [[r["run_id"], ", ".join(r["instance_types"]), r["nodes"], r["status"],
+                             "yes" if r["used"] else "no: " + r["reason"], fmt_seconds(r["seconds"]),
+                             fmt_money(r.get("cost"))] for r in plan.get("runs", [])]))
+    if measurement is not None:
+        lines.append("")
+        lines.append("## Measurements")
+        lines.append("")
+        mrows = []
+        for (t, n), cm in sorted(measurement.configs.items()):
+            for p, pm in sorted(cm.phases.items()):
+                mrows.append([t, n, cm.basis, p, "%.4g" % pm.seconds.mean,
+                              "%.4g to %.4g" % (pm.seconds.low, pm.seconds.high), pm.seconds.n, pm.dropped,
+                              pm.seconds.clipped, "%.4g" % pm.comm.mean if pm.comm else "n/a",
+                              "%.3g" % cm.init.mean if cm.init else "n/a"])
+        lines.append(_md_table(["type", "nodes", "basis", "phase", "s/iter", "95% CI", "samples", "warm-up dropped",
+                                "clipped", "comm s", "init s"], mrows))
+    if plan.get("warnings"):
+        lines.append("")
+        lines.append("## Warnings")
+        lines.append("")
+        for w in plan["warnings"]:
+            lines.append("- " + w)
+    lines.append("")
+    lines.append("## Method")
+    lines.append("")
+    lines.append(plan.get("method", ""))
+    if images:
+        lines.append("")
+        lines.append("## Plots")
+        lines.append("")
+        for name in sorted(images):
+            lines.append("![%s](%s)" % (name, name))
+    lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,100 @@
+"""2-rank gloo runs of the tiny preset under real torchrun."""
+import statistics
+
+import pytest
+import torch
+
+from paramount_trainer.train import parameter_digest
+from paramount_trainer.models import Discriminator, GeneratorRRDB
+
+pytestmark = pytest.mark.slow
+
+
+def _by_rank(recs, event):
+    out = {}
+    for r in recs:
+        if r["event"] == event:
+            out.setdefault(r["rank"], []).append(r)
+    return out
+
+
+def test_two_rank_run_valid_records_and_identical_parameters(tmp_path, dataset_dir, run_torchrun, records,
+                                                             schema_validator):
+    out = tmp_path / "out"
+    # 31 training images (1 held out), 2 ranks x batch 4: 4 iterations per epoch; 2 warm-up steps, then
+    # adversarial ones; 2 epochs run to completion (8 steps), checkpoints every 3 steps
+    proc = run_torchrun(["--data", dataset_dir, "--output-dir", out, "--node-name", "node-a", "--epochs", 2,
+                         "--warmup-batches", 2, "--checkpoint-interval", 3, "--instance-type", "t2.test",
+                         "--holdout", 1])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    recs = records(out, "node-a")
+    for rec in recs:
+        errors = [e.message for e in schema_validator.iter_errors(rec)]
+        assert not errors, (rec, errors)
+    assert {r["rank"] for r in recs} == {0, 1}
+    assert len({r["run_id"] for r in recs}) == 1
+    assert {r["host"] for r in recs} == {"node-a"}
+    assert {r["attempt"] for r in recs} == {0}
+
+    starts = _by_rank(recs, "start")
+    for rank, (start,) in starts.items():
+        assert start["world_size"] == 2 and start["nodes"] == 1 and start["local_rank"] == rank
+        assert start["instance_type"] == "t2.test"
+        assert start["samples_per_epoch"] == 31 and start["local_batch"] == 4
+        assert start["iterations_per_epoch"] == 4 and start["epochs"] == 2 and start["warmup_iterations"] == 2
+    assert starts[0][0]["workload"] == starts[1][0]["workload"]
+    assert all(len(v) == 1 for v in _by_rank(recs, "init").values())
+
+    iters = _by_rank(recs, "iteration")
+    for rank in (0, 1):
+        steps = [r["step"] for r in iters[rank]]
+        assert steps == list(range(8))
+        assert [r["phase"] for r in iters[rank]] == ["warmup"] * 2 + ["adversarial"] * 6
+        assert [(r["epoch"], r["iteration"]) for r in iters[rank]] == [(e, i) for e in (0, 1) for i in range(4)]
+        assert sum(r["samples"] for r in iters[rank]) == 2 * 16  # 31 padded to 32 per epoch, half per rank
+        for r in iters[rank]:
+            assert 0 <= r["compute_seconds"] <= r["seconds"]
+    assert sorted(r["epoch"] for r in _by_rank(recs, "epoch")[0]) == [0, 1]
+
+    ends = _by_rank(recs, "end")
+    assert ends[0][0]["status"] == ends[1][0]["status"] == "completed"
+    # parameters identical across ranks: each rank logs a digest of its own G and D parameters at the end
+    assert ends[0][0]["param_digest"] == ends[1][0]["param_digest"]
+
+    # ... and that digest is the one of the saved final model
+    G = GeneratorRRDB(3, filters=16, num_res_blocks=1)
+    D = Discriminator((3, 64, 64), widths=(16, 32, 64, 128))
+    G.load_state_dict(torch.load(out / "generator.pt", weights_only=True))
+    D.load_state_dict(torch.load(out / "discriminator.pt", weights_only=True))
+    assert parameter_digest(G, D) == ends[0][0]["param_digest"]
+    ckpts = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert ckpts == ["ckpt-000000006.pt", "ckpt-000000008.pt"]  # interval 3 and 6, then the final; keep 2
+
+
+def test_slowed_rank_compute_seconds_exclude_allreduce_wait(tmp_path, dataset_dir, run_torchrun, records):
+    """Rank 1 sleeps 0.4 s inside its own step: rank 0 then waits in the gradient all-reduce. Rank 0's
+    compute_seconds must stay far below its seconds; rank 1's compute_seconds include its sleep."""
+    out = tmp_path / "out"
+    slow = 0.4
+    proc = run_torchrun(["--data", dataset_dir, "--output-dir", out, "--node-name", "n", "--no-checkpoint",
+                         "--probe-phases", "warmup:3,adversarial:3", "--debug-slow-rank", f"1:{slow}"])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    iters = _by_rank(records(out, "n"), "iteration")
+    # step 1 may include DDP's one-time bucket-rebuild sync inside the forward; look at steps 2..5
+    fast = [r for r in iters[0] if r["step"] >= 2]
+    slowr = [r for r in iters[1] if r["step"] >= 2]
+    assert {r["phase"] for r in fast} == {"warmup", "adversarial"}
+    fast_sec = statistics.median(r["seconds"] for r in fast)
+    fast_compute = statistics.median(r["compute_seconds"] for r in fast)
+    slow_sec = statistics.median(r["seconds"] for r in slowr)
+    slow_compute = statistics.median(r["compute_seconds"] for r in slowr)
+    # both ranks are in lock step: same wall time per step
+    assert fast_sec == pytest.approx(slow_sec, rel=0.2, abs=0.05)
+    assert fast_sec > slow
+    # the fast rank waited about `slow` seconds per step, and that wait is not compute
+    assert fast_compute < 0.6 * fast_sec, (fast_compute, fast_sec)
+    assert fast_sec - fast_compute > 0.7 * slow, (fast_compute, fast_sec)
+    # the slow rank's own work includes the sleep; it hardly waits
+    assert slow_compute > slow
+    assert slow_compute > 0.85 * slow_sec, (slow_compute, slow_sec)
+    assert slow_compute - fast_compute > 0.7 * slow

@@ -1,0 +1,152 @@
+"""Decision: billing, constraints, ranking, Pareto front, start/stop/keep."""
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_decision as dec
+from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_catalog import CatalogEntry
+from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common import ParamountError
+from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_model import Prediction, Unpredictable
+
+
+class FakeModel:
+    """Anything with predict(type, nodes) and types() will do: time = work / (speed x nodes) + 5 x nodes."""
+
+    def __init__(self, speed):
+        self.speed = speed
+
+    def types(self):
+        return sorted(self.speed)
+
+    def predict(self, t, n):
+        if t not in self.speed:
+            raise Unpredictable("not probed")
+        if n > 4:
+            raise Unpredictable("too far")
+        spi = 1.0 / self.speed[t] + 0.1 * (n - 1)
+        iters = 1000 // n
+        total = iters * spi + 5 * n
+        return Prediction(t, n, n == 1, "fake", {"adversarial": [spi, spi, spi]}, {"adversarial": iters},
+                          [5.0 * n] * 3, [total, total * 0.9, total * 1.1])
+
+
+CAT = {
+    "slow": CatalogEntry("slow", 1, 1, 0, 0.010, "test"),
+    "mid": CatalogEntry("mid", 1, 1, 0, 0.018, "test"),
+    "fast": CatalogEntry("fast", 1, 1, 0, 0.050, "test"),
+    "nopri": CatalogEntry("nopri", 1, 1, 0, None, "", "no price in catalog x"),
+}
+SPEED = {"slow": 0.15, "mid": 0.30, "fast": 0.60, "nopri": 1.0}
+
+
+def _run(objective="cost", counts=(1, 2, 4, 8), **kw):
+    k = dec.Constraints(objective=objective, **kw)
+    cands, excl = dec.build_candidates(FakeModel(SPEED), CAT, ["slow", "mid", "fast", "nopri", "unprobed"],
+                                       list(counts), k)
+    dec.pareto_front(cands)
+    ordered = dec.rank(cands, objective)
+    chosen, msg = dec.decide(ordered, objective)
+    return chosen, msg, ordered, excl
+
+
+def test_billing_is_per_second_with_a_minute_minimum():
+    assert dec.billed_seconds(10) == 60
+    assert dec.billed_seconds(59.2, 0.5) == 60
+    assert dec.billed_seconds(100.2) == 101
+    assert dec.billed_seconds(100, 30) == 130
+    assert dec.cluster_cost(2, 3.6, 3600) == pytest.approx(7.2)
+
+
+def test_cost_and_time_objectives():
+    chosen, msg, ordered, excl = _run("cost")
+    assert msg is None and chosen.instance_type == "mid" and chosen.nodes == 1
+    chosen, _, _, _ = _run("time")
+    assert (chosen.instance_type, chosen.nodes) == ("fast", 4)
+    reasons = {e["instance_type"]: e["reason"] for e in excl}
+    assert "no price" in reasons["nopri"] and "not in the catalog" in reasons["unprobed"]
+
+
+def test_unpredictable_candidates_are_listed_with_their_reason():
+    _, _, ordered, _ = _run("cost")
+    eight = [c for c in ordered if c.nodes == 8]
+    assert eight and all(not c.feasible and "cannot be predicted: too far" in c.reason for c in eight)
+    assert ordered[-1].nodes == 8  # ranked last
+
+
+def test_constraints_and_guardrail():
+    chosen, _, ordered, _ = _run("time", max_hourly_cost=0.1)
+    assert chosen.hourly_cost <= 0.1
+    over = [c for c in ordered if c.predicted and c.hourly_cost > 0.1]
+    assert over and all("max_hourly_cost" in c.reason and not c.feasible for c in over)
+    chosen, _, _, _ = _run("cost", deadline=2000)
+    assert chosen.predicted_seconds <= 2000
+    chosen, _, _, _ = _run("time", measured_only=True)
+    assert chosen.nodes == 1 and chosen.measured
+
+
+def test_setup_seconds_count_for_deadline_and_cost_but_not_predicted_time():
+    a, _, _, _ = _run("cost")
+    b, _, _, _ = _run("cost", setup_seconds=600.0)
+    assert b.predicted_seconds == a.predicted_seconds
+    assert b.predicted_cost > a.predicted_cost
+
+
+def test_nothing_feasible_names_the_closest_and_what_they_violate():
+    chosen, msg, ordered, _ = _run("cost", deadline=10, budget=1e-6)
+    assert chosen is None
+    assert msg.startswith("no configuration satisfies the constraints; closest:")
+    assert "deadline" in msg and "budget" in msg
+    assert not any(c.feasible for c in ordered)
+
+
+def test_pareto_front_is_non_dominated():
+    _, _, ordered, _ = _run("cost")
+    pts = [c for c in ordered if c.predicted]
+    front = [c for c in pts if c.pareto]
+    assert front
+    for c in front:
+        assert not any(o.predicted_seconds < c.predicted_seconds and o.predicted_cost < c.predicted_cost for o in pts)
+    for c in pts:
+        if not c.pareto:
+            assert any(o.predicted_seconds <= c.predicted_seconds and o.predicted_cost <= c.predicted_cost
+                       for o in front)
+
+
+def test_plan_nodes_keeps_the_rendezvous_and_names_new_slots():
+    current = {"paramount-sim-medium-1": "sim.medium", "paramount-sim-medium-2": "sim.medium",
+               "paramount-sim-small-1": "sim.small"}
+    keep, start, stop, rdzv = dec.plan_nodes("sim.medium", 3, current, "paramount-sim-medium-2")
+    assert keep == ["paramount-sim-medium-1", "paramount-sim-medium-2"]
+    assert start == ["paramount-sim-medium-3"] and stop == ["paramount-sim-small-1"]
+    assert rdzv == "paramount-sim-medium-2"
+    keep, start, stop, rdzv = dec.plan_nodes("sim.medium", 1, current, "paramount-sim-medium-2")
+    assert keep == ["paramount-sim-medium-2"] and rdzv == "paramount-sim-medium-2"
+    assert stop == ["paramount-sim-medium-1", "paramount-sim-small-1"]
+    keep, start, stop, rdzv = dec.plan_nodes("sim.large", 2, current, "paramount-sim-small-1")
+    assert keep == [] and start == ["paramount-sim-large-1", "paramount-sim-large-2"] and rdzv == start[0]
+    assert len(stop) == 3
+
+
+def test_desired_inventory_roundtrips_through_the_parser():
+    inv = dec.desired_inventory("t2.small", ["s-1", "s-2"], "s-2")
+    slots, rdzv = dec.parse_inventory(inv)
+    assert slots == {"s-1": "t2.small", "s-2": "t2.small"} and rdzv == "s-2"
+    hosts = inv["all"]["children"]["paramount_train"]["hosts"]
+    assert sum(1 for h in hosts.values() if h.get("paramount_rendezvous")) == 1
+
+
+def test_inventory_group_vars_and_errors():
+    slots, rdzv = dec.parse_inventory({"all": {"children": {"paramount_train": {
+        "vars": {"instance_type": "sim.small"}, "hosts": {"a": None, "b": {"instance_type": "sim.large"}}}}}})
+    assert slots == {"a": "sim.small", "b": "sim.large"} and rdzv is None
+    assert dec.parse_inventory({}) == ({}, None)
+    with pytest.raises(ParamountError, match="no instance_type"):
+        dec.parse_inventory({"all": {"children": {"paramount_train": {"hosts": {"a": {}}}}}})
+    with pytest.raises(ParamountError, match="exactly one"):
+        dec.parse_inventory({"all": {"children": {"paramount_train": {"hosts": {
+            "a": {"instance_type": "x", "paramount_rendezvous": True},
+            "b": {"instance_type": "x", "paramount_rendezvous": True}}}}}})
+    with pytest.raises(ParamountError, match="no group paramount_train"):
+        dec.parse_inventory({"all": {"children": {"other": {}}}})
+    with pytest.raises(ParamountError, match="mapping"):
+        dec.parse_inventory(["x"])

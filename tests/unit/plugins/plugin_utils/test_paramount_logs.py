@@ -1,0 +1,258 @@
+"""Measurement: parsing log contract v1 and turning probe runs into estimates."""
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import jsonschema
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_loggen as lg
+from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_logs as pl
+from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common import ParamountError
+
+from .optimize_testlib import load_schema, probe, write_lines
+
+SCHEMA = load_schema()
+VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+
+
+def _records(hosts=(("n0", "sim.small"),), **kw):
+    timing = lg.SimpleTiming(lg.SIM_SPEED, seed=1)
+    return lg.run_records("r1", "wl", list(hosts), timing, **kw)
+
+
+# ---------------------------------------------------------------- generator against the schema
+
+def test_generator_records_are_valid_against_the_trainer_schema():
+    recs = _records(hosts=(("a", "sim.small"), ("b", "sim.large")), ranks_per_node=2, attempts=2)
+    flat = [r for lst in recs.values() for r in lst]
+    assert {r["event"] for r in flat} == {"start", "init", "iteration", "end"}
+    for r in flat:
+        VALIDATOR.validate(r)
+        assert pl.validate_record(r) is None
+
+
+def test_generator_layout_one_log_per_node_with_all_local_ranks(tmp_path):
+    recs = _records(hosts=(("a", "sim.small"), ("b", "sim.small")), ranks_per_node=2)
+    paths = lg.write_run(str(tmp_path), recs)
+    assert sorted(os.path.basename(p) for p in paths) == ["a.log", "b.log"]
+    assert (tmp_path / "a.out").exists()
+    ranks = {json.loads(line)["rank"] for line in (tmp_path / "b.log").read_text().splitlines()}
+    assert ranks == {2, 3}
+
+
+json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6),
+                         st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=5))
+record_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "event": st.sampled_from(["start", "init", "iteration", "epoch", "end", "other", 3]),
+        "schema": st.sampled_from([1, 2, 1.0, "1", True]),
+        "run_id": st.sampled_from(["r", "", 5]),
+        "host": st.sampled_from(["h", ""]),
+        "rank": json_scalars, "attempt": json_scalars, "time": json_scalars,
+        "instance_type": st.sampled_from(["t2.small", ""]),
+        "local_rank": json_scalars, "world_size": json_scalars, "nodes": json_scalars,
+        "local_batch": json_scalars, "samples_per_epoch": json_scalars, "iterations_per_epoch": json_scalars,
+        "epochs": json_scalars, "warmup_iterations": json_scalars, "workload": st.sampled_from(["w", ""]),
+        "seconds": json_scalars, "epoch": json_scalars, "iteration": json_scalars, "step": json_scalars,
+        "phase": st.sampled_from(["warmup", "adversarial", "x"]), "compute_seconds": json_scalars,
+        "samples": json_scalars, "iterations": json_scalars,
+        "status": st.sampled_from(["completed", "stopped", "failed", "ok"]),
+    },
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(record_like)
+def test_validate_record_agrees_with_the_json_schema(rec):
+    """The plugin's hand-written check accepts exactly what the trainer's JSON Schema accepts
+    (NaN and infinities, which JSON cannot carry, are rejected by both)."""
+    ours = pl.validate_record(rec) is None
+    theirs = VALIDATOR.is_valid(rec)
+    has_nonfinite = any(isinstance(v, float) and not math.isfinite(v) for v in rec.values())
+    if has_nonfinite and theirs:
+        theirs = False  # jsonschema lets inf pass 'minimum'; JSON text cannot hold it; we reject
+    assert ours == theirs, (pl.validate_record(rec), rec)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(st.text(max_size=40), st.binary(max_size=40).map(lambda b: b.decode("latin-1"))),
+                max_size=20))
+def test_parser_never_raises_on_garbage_lines(tmp_path_factory, lines):
+    d = tmp_path_factory.mktemp("garbage")
+    path = d / "n.log"
+    path.write_text("\n".join(lines), encoding="utf-8", errors="replace")
+    res = pl.read_log_file(str(path))
+    assert all(pl.validate_record({k: v for k, v in r.items() if not k.startswith("_")}) is None
+               for r in res.records)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 400), st.integers(1, 3))
+def test_parser_keeps_every_valid_line_before_a_truncation(cut, seed):
+    recs = _records(hosts=(("n0", "sim.small"),))["n0"]
+    text = "".join(json.dumps(r) + "\n" for r in recs)
+    truncated = text[: max(0, len(text) - cut)]
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        p = os.path.join(d, "n0.log")
+        with open(p, "w") as handle:
+            handle.write(truncated)
+        res = pl.read_log_file(p)
+    complete_lines = truncated.count("\n")
+    assert len(res.records) >= complete_lines
+    assert len(res.records) + len(res.problems) == len([ln for ln in truncated.split("\n") if ln.strip()])
+
+
+# ---------------------------------------------------------------- robust statistics
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0.001, 1000.0), min_size=1, max_size=40), st.floats(0.01, 100.0))
+def test_robust_mean_is_bounded_and_scale_equivariant(xs, c):
+    e = pl.robust_mean(xs)
+    assert min(xs) - 1e-9 <= e.mean <= max(xs) + 1e-9
+    assert e.low <= e.mean <= e.high
+    e2 = pl.robust_mean([x * c for x in xs])
+    assert math.isclose(e2.mean, e.mean * c, rel_tol=1e-6, abs_tol=1e-9)
+
+
+def test_robust_mean_limits_a_single_spike_but_counts_it():
+    xs = [1.0] * 9 + [50.0]
+    e = pl.robust_mean(xs)
+    assert 1.0 < e.mean < 1.2
+    assert e.clipped == 1
+
+
+def test_robust_mean_ignores_non_finite_and_handles_empty():
+    assert pl.robust_mean([]) is None
+    assert pl.robust_mean([float("nan")]) is None
+    assert pl.robust_mean([2.0]).mean == 2.0
+
+
+def test_warmup_cut_drops_first_and_a_decaying_drift():
+    seq = [3.0, 1.8, 1.4, 1.0, 1.01, 0.99, 1.0, 1.02, 0.98, 1.0, 1.0, 1.01]
+    cut = pl.warmup_cut(seq, 1)
+    assert cut >= 3
+    assert pl.warmup_cut([1.0, 1.0, 1.0, 1.0], 1) == 1
+    assert pl.warmup_cut([5.0], 1) == 1
+
+
+# ---------------------------------------------------------------- measurement
+
+def test_measure_homogeneous_probes(tmp_path):
+    probe(tmp_path, counts=(1, 2))
+    m = pl.measure(str(tmp_path))
+    assert m.workload == "esrgan-tiny-test"
+    assert set(m.configs) == {(t, n) for t in ("sim.small", "sim.medium", "sim.large") for n in (1, 2)}
+    small = m.configs[("sim.small", 1)].phases["adversarial"].seconds.mean
+    large = m.configs[("sim.large", 1)].phases["adversarial"].seconds.mean
+    assert small / large == pytest.approx(4.0, rel=0.1)
+    cm = m.configs[("sim.medium", 2)]
+    assert cm.basis == "homogeneous" and cm.iterations_per_epoch == 500 and cm.init.mean > 0
+    assert cm.phases["adversarial"].dropped >= 1
+    assert not m.warnings
+
+
+def test_heterogeneous_run_rates_each_type_by_its_own_compute(tmp_path):
+    """One mixed run: the slow type sets the shared step time, but each type is rated by its compute."""
+    timing = lg.SimpleTiming(lg.SIM_SPEED, noise=0.01, seed=3)
+    probe(tmp_path, counts=(), heterogeneous=True, timing=timing)
+    m = pl.measure(str(tmp_path))
+    rec = [json.loads(line) for line in (tmp_path / "probe-hetero" / "probe-2.log").read_text().splitlines()]
+    it = [r for r in rec if r["event"] == "iteration"]
+    assert all(r["compute_seconds"] < 0.5 * r["seconds"] for r in it)  # the large node waits for the small one
+    small = m.configs[("sim.small", 3)].phases["adversarial"]
+    large = m.configs[("sim.large", 3)].phases["adversarial"]
+    assert m.configs[("sim.large", 3)].basis == "heterogeneous"
+    assert small.compute.mean / large.compute.mean == pytest.approx(4.0, rel=0.1)
+    comm = 0.02 * 2
+    assert large.seconds.mean == pytest.approx(0.2 / 0.6 + comm, rel=0.05)
+
+
+def test_restarts_drop_the_first_iteration_of_every_attempt(tmp_path):
+    recs = _records(hosts=(("n0", "sim.medium"),), attempts=3, phases=(("adversarial", 6),))
+    lg.write_run(str(tmp_path / "r1"), recs)
+    m = pl.measure(str(tmp_path))
+    pm = m.configs[("sim.medium", 1)].phases["adversarial"]
+    assert pm.dropped >= 3
+    assert pm.seconds.n <= 15
+
+
+def test_missing_rank_files_are_fine(tmp_path):
+    recs = _records(hosts=(("a", "sim.small"), ("b", "sim.small"), ("c", "sim.small")))
+    del recs["b"]
+    lg.write_run(str(tmp_path / "deep" / "er" / "r1"), recs)
+    m = pl.measure(str(tmp_path))
+    assert ("sim.small", 3) in m.configs
+
+
+def test_bad_lines_nan_and_negative_are_dropped_with_a_warning(tmp_path):
+    recs = _records()["n0"]
+    lines = [json.dumps(r) for r in recs]
+    it = [i for i, r in enumerate(recs) if r["event"] == "iteration"]
+    lines[it[3]] = lines[it[3]].replace('"seconds": ', '"seconds": NaN, "x": ', 1)
+    bad = dict(recs[it[4]], seconds=-1.0)
+    lines[it[4]] = json.dumps(bad)
+    lines.insert(5, "not json at all")
+    lines.append(lines[-1][: len(lines[-1]) // 2])  # truncated last line
+    write_lines(str(tmp_path / "r" / "n0.log"), lines)
+    m = pl.measure(str(tmp_path))
+    assert ("sim.small", 1) in m.configs
+    text = " ".join(m.warnings)
+    assert "n0.log" in text and "dropped 4 bad line(s)" in text
+    assert "is negative" in text and "not finite" in text and "corrupt" in text
+
+
+def test_no_logs_is_a_clear_error(tmp_path):
+    with pytest.raises(ParamountError, match="no log files found"):
+        pl.measure(str(tmp_path))
+    with pytest.raises(ParamountError, match="does not exist"):
+        pl.measure(str(tmp_path / "missing"))
+    (tmp_path / "x.log").write_text("launcher output\nmore\n")
+    with pytest.raises(ParamountError, match="no valid paramount-iteration record"):
+        pl.measure(str(tmp_path))
+
+
+def test_two_workloads_are_an_error_naming_both(tmp_path):
+    probe(tmp_path / "a", types=("sim.small",))
+    probe(tmp_path / "b", types=("sim.large",), workload="other-workload")
+    with pytest.raises(ParamountError, match="2 different workloads") as err:
+        pl.measure(str(tmp_path))
+    assert "other-workload" in str(err.value) and "esrgan-tiny-test" in str(err.value)
+
+
+def test_unknown_schema_version_is_an_error_naming_the_file(tmp_path):
+    recs = _records()["n0"]
+    recs = [dict(r, schema=2) for r in recs]
+    write_lines(str(tmp_path / "r" / "n0.log"), recs)
+    with pytest.raises(ParamountError, match=r"unknown log schema version in .*n0\.log line 1 \(schema 2\)"):
+        pl.measure(str(tmp_path))
+
+
+def test_only_failed_runs_is_an_error(tmp_path):
+    probe(tmp_path, types=("sim.small",), status="failed")
+    with pytest.raises(ParamountError, match="no usable probe run.*failed"):
+        pl.measure(str(tmp_path))
+
+
+def test_a_type_whose_runs_all_failed_is_reported(tmp_path):
+    probe(tmp_path / "ok", types=("sim.medium",))
+    probe(tmp_path / "bad", types=("sim.small",), status="failed")
+    m = pl.measure(str(tmp_path))
+    assert "sim.small" in m.failed_types and "failed" in m.failed_types["sim.small"]
+    assert m.types() == ["sim.medium"]
+
+
+def test_run_without_start_or_end(tmp_path):
+    recs = _records(status=None)["n0"]
+    write_lines(str(tmp_path / "a" / "n0.log"), recs)
+    other = [r for r in _records()["n0"] if r["event"] != "start"]
+    other = [dict(r, run_id="r2") for r in other]
+    write_lines(str(tmp_path / "b" / "n0.log"), other)
+    m = pl.measure(str(tmp_path))
+    assert any("no 'end' record" in w for w in m.warnings)
+    assert any("r2 not used: no 'start' record" in w for w in m.warnings)

@@ -1,0 +1,166 @@
+"""Model: scaling fits, transfer to unmeasured counts, iterations, uncertainty."""
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_logs as pl
+from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_model as pm
+from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_loggen as lg
+
+from .optimize_testlib import probe
+
+
+def _est(v, se=None):
+    se = abs(v) * 0.01 if se is None else se
+    return pl.Estimate(v, se, v - 2 * se, v + 2 * se, 10)
+
+
+def _measurement(points, init=None, comm=None, samples=4000, batch=4, epochs=5, warmup=100, rpn=1):
+    """points: {(type, n): {phase: seconds}} -> Measurement, without logs."""
+    configs = {}
+    for (t, n), phases in points.items():
+        ph = {}
+        for p, v in phases.items():
+            c = comm(n) if comm else 0.0
+            ph[p] = pl.PhaseMeasurement(_est(v), _est(max(v - c, 1e-6)), _est(c, 1e-4))
+        configs[(t, n)] = pl.ConfigMeasurement(
+            t, n, "homogeneous", ["r"], rpn, n * rpn, math.ceil(samples / (n * rpn * batch)), epochs, warmup, ph,
+            _est(init(n)) if init else None)
+    job = pl.JobInfo("wl", samples, batch, epochs, warmup)
+    return pl.Measurement("/x", [], job, [], configs, {}, [])
+
+
+def test_measured_configuration_is_returned_as_measured():
+    m = _measurement({("a", 1): {"adversarial": 1.0, "warmup": 0.5}}, init=lambda n: 3.0)
+    mod = pm.ScalingModel(m, n_boot=50)
+    p = mod.predict("a", 1)
+    assert p.measured and p.basis == "measured"
+    assert p.iterations == {"warmup": 100, "adversarial": 4900}
+    assert p.total_seconds[0] == pytest.approx(3.0 + 100 * 0.5 + 4900 * 1.0)
+    assert p.total_seconds[1] <= p.total_seconds[0] <= p.total_seconds[2]
+
+
+def test_nnls_recovers_an_exact_ring_curve():
+    truth = lambda n: 1.0 + 0.3 * pm._r(n) + 0.05 * (n - 1)  # noqa: E731
+    m = _measurement({("a", n): {"adversarial": truth(n)} for n in (1, 2, 4)})
+    mod = pm.ScalingModel(m, n_boot=20)
+    for n in (3, 6, 8):
+        p = mod.predict("a", n)
+        assert not p.measured and p.basis.startswith("fitted")
+        assert p.seconds_per_iteration["adversarial"][0] == pytest.approx(truth(n), rel=1e-3)
+
+
+def test_one_count_types_borrow_the_pooled_communication_curve():
+    comm = lambda n: 0.1 * pm._r(n)  # noqa: E731
+    pts = {("a", n): {"adversarial": 1.0 + comm(n)} for n in (1, 2, 4)}
+    pts[("b", 1)] = {"adversarial": 0.5}
+    m = _measurement(pts, comm=comm)
+    mod = pm.ScalingModel(m, n_boot=20)
+    p = mod.predict("b", 4)
+    assert p.basis.startswith("transfer")
+    assert p.seconds_per_iteration["adversarial"][0] == pytest.approx(0.5 + comm(4), rel=0.02)
+
+
+def test_one_count_type_probed_on_several_nodes_keeps_its_own_network_speed():
+    pts = {("a", 2): {"adversarial": 1.2}}
+    m = _measurement(pts, comm=lambda n: 0.2 * pm._r(n))
+    mod = pm.ScalingModel(m, n_boot=20)
+    p4 = mod.predict("a", 4).seconds_per_iteration["adversarial"][0]
+    assert p4 == pytest.approx(1.0 + 0.2 * pm._r(4), rel=0.02)
+    assert mod.predict("a", 1).seconds_per_iteration["adversarial"][0] == pytest.approx(1.0, rel=0.02)
+
+
+def test_without_any_multi_node_probe_other_counts_are_unpredictable():
+    m = _measurement({("a", 1): {"adversarial": 1.0}, ("b", 1): {"adversarial": 2.0}})
+    mod = pm.ScalingModel(m, n_boot=10)
+    with pytest.raises(pm.Unpredictable, match="no probe run with more than one node"):
+        mod.predict("a", 2)
+    with pytest.raises(pm.Unpredictable, match="not probed"):
+        mod.predict("zzz", 1)
+
+
+def test_iterations_for_unmeasured_counts_and_epochs_override():
+    m = _measurement({("a", 1): {"adversarial": 1.0}, ("a", 2): {"adversarial": 1.1}}, samples=1000, batch=4,
+                     epochs=2, warmup=10, rpn=2)
+    mod = pm.ScalingModel(m, n_boot=10)
+    assert mod.iterations("a", 3)[0] == {"warmup": 10, "adversarial": math.ceil(1000 / 24) * 2 - 10}
+    mod2 = pm.ScalingModel(m, epochs=7, n_boot=10)
+    assert sum(mod2.iterations("a", 1)[0].values()) == 125 * 7
+
+
+def test_missing_warmup_phase_uses_the_ratio_of_types_that_have_it():
+    m = _measurement({("a", 1): {"adversarial": 1.0, "warmup": 0.25}, ("b", 1): {"adversarial": 2.0}})
+    p = pm.ScalingModel(m, n_boot=10).predict("b", 1)
+    assert p.seconds_per_iteration["warmup"][0] == pytest.approx(0.5)
+    assert any("warm-up phase not probed" in n for n in p.notes)
+
+
+def test_init_grows_with_nodes_when_two_counts_were_probed():
+    m = _measurement({("a", n): {"adversarial": 1.0} for n in (1, 2)}, init=lambda n: 2.0 + 1.5 * n)
+    mod = pm.ScalingModel(m, n_boot=10)
+    assert mod.predict("a", 6).init_seconds[0] == pytest.approx(2.0 + 1.5 * 6, rel=0.02)
+
+
+def test_cross_check_uses_leave_one_out(tmp_path):
+    probe(tmp_path, counts=(1, 2, 4), types=("sim.large",))
+    mod = pm.ScalingModel(pl.measure(str(tmp_path)), n_boot=10)
+    rows = mod.cross_check()
+    loo = [r for r in rows if r["kind"] == "leave-one-out"]
+    assert len(loo) == 6
+    adv = [r for r in loo if r["phase"] == "adversarial"]
+    assert all(abs(r["predicted"] / r["measured"] - 1) < 0.2 for r in adv)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    base=st.floats(0.01, 10.0),
+    steps=st.lists(st.floats(-0.5, 2.0), min_size=1, max_size=3),
+    counts=st.sets(st.sampled_from([1, 2, 3, 4, 6, 8]), min_size=1, max_size=4),
+)
+def test_predictions_are_positive_finite_and_never_fall_with_more_nodes(base, steps, counts):
+    counts = sorted(counts)
+    ys, y = {}, base
+    for i, n in enumerate(counts):
+        ys[n] = max(y, 1e-3)
+        y = y * (1 + steps[min(i, len(steps) - 1)] * 0.2)
+    pts = {("a", n): {"adversarial": v} for n, v in ys.items()}
+    pts[("b", 2)] = {"adversarial": 1.0}
+    m = _measurement(pts, comm=lambda n: 0.05 * (n - 1))
+    mod = pm.ScalingModel(m, n_boot=5)
+    prev = None
+    for n in range(1, 11):
+        try:
+            p = mod.predict("a", n)
+        except pm.Unpredictable:
+            continue
+        v = p.seconds_per_iteration["adversarial"][0]
+        assert math.isfinite(v) and v >= 0
+        assert p.total_seconds[1] <= p.total_seconds[0] <= p.total_seconds[2]
+        if n in ys:
+            assert v == ys[n]
+        elif prev is not None and len(counts) >= 2 and n > max(counts):
+            assert v >= prev - 1e-9
+        prev = v
+
+
+@settings(max_examples=30, deadline=None)
+@given(c=st.floats(0.1, 10.0))
+def test_model_is_scale_equivariant(c):
+    pts = {("a", 1): {"adversarial": 1.0}, ("a", 2): {"adversarial": 1.3}, ("a", 4): {"adversarial": 1.5}}
+    m1 = _measurement(pts)
+    m2 = _measurement({k: {p: v * c for p, v in ph.items()} for k, ph in pts.items()})
+    for n in (3, 8):
+        a = pm.ScalingModel(m1, n_boot=0).predict("a", n).seconds_per_iteration["adversarial"][0]
+        b = pm.ScalingModel(m2, n_boot=0).predict("a", n).seconds_per_iteration["adversarial"][0]
+        assert b == pytest.approx(a * c, rel=1e-4)
+
+
+def test_end_to_end_noise_free_prediction_is_close(tmp_path):
+    timing = lg.SimpleTiming(lg.SIM_SPEED, noise=0.0, drift=0.0, comm=lambda n: 0.05 * pm._r(n))
+    probe(tmp_path, counts=(1, 2), timing=timing)
+    mod = pm.ScalingModel(pl.measure(str(tmp_path)), n_boot=20)
+    p = mod.predict("sim.medium", 4)
+    assert p.seconds_per_iteration["adversarial"][0] == pytest.approx(0.2 / 0.3 + 0.05 * pm._r(4), rel=0.01)

@@ -1,0 +1,79 @@
+import argparse
+
+import pytest
+
+from paramount_trainer.cli import build_parser
+from paramount_trainer.config import PRESETS, resolve
+from paramount_trainer.errors import ConfigError
+from paramount_trainer.train import parse_debug_slow, parse_probe_phases
+
+
+def _args(*argv):
+    return build_parser().parse_args(["train", *argv])
+
+
+def test_paper_preset_has_the_original_defaults():
+    cfg = resolve(_args())
+    assert cfg.preset == "paper"
+    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.b1, cfg.b2) == (200, 4, 2e-4, 0.9, 0.999)
+    assert (cfg.hr_height, cfg.hr_width, cfg.channels, cfg.n_cpu) == (256, 256, 3, 8)
+    assert (cfg.sample_interval, cfg.checkpoint_interval) == (100, 5000)
+    assert (cfg.residual_blocks, cfg.filters, cfg.d_widths, cfg.vgg_layers) == (23, 64, (64, 128, 256, 512), 35)
+    assert (cfg.warmup_batches, cfg.lambda_adv, cfg.lambda_pixel) == (500, 5e-3, 1e-2)
+    assert cfg.vgg_weights == "imagenet"
+
+
+def test_options_override_the_preset_and_original_spellings_work():
+    cfg = resolve(_args("--preset", "tiny", "--batch_size", "2", "--hr-width", "96", "--d-widths", "8,16",
+                        "--n_epochs", "7", "--vgg-weights", "none"))
+    assert (cfg.batch_size, cfg.hr_height, cfg.hr_width, cfg.d_widths, cfg.epochs) == (2, 64, 96, (8, 16), 7)
+    assert cfg.filters == PRESETS["tiny"]["filters"]
+
+
+def test_unknown_preset_names_it_and_the_choices():
+    with pytest.raises(ConfigError, match=r"unknown preset 'huge': choose one of paper, small, tiny"):
+        resolve(_args("--preset", "huge"))
+
+
+@pytest.mark.parametrize("argv,match", [
+    (("--hr-height", "66"), "multiple of 4"),
+    (("--vgg-layers", "40"), "--vgg-layers"),
+    (("--batch-size", "0"), "--batch-size"),
+    (("--d-widths", "a,b"), "--d-widths"),
+])
+def test_invalid_values_are_clear_errors(argv, match):
+    with pytest.raises(ConfigError, match=match):
+        resolve(_args("--preset", "tiny", *argv))
+
+
+def test_workload_id_is_stable_and_tracks_the_work():
+    tiny = resolve(_args("--preset", "tiny"))
+    assert tiny.workload(1000) == resolve(_args("--preset", "tiny")).workload(1000)
+    assert tiny.workload(1000).startswith("esrgan-tiny-64x64-b4-n1000-")
+    assert tiny.workload(1000) != tiny.workload(999)
+    assert tiny.workload(1000) != resolve(_args("--preset", "tiny", "--filters", "8")).workload(1000)
+    assert tiny.workload(1000) != resolve(_args("--preset", "tiny", "--batch-size", "2")).workload(1000)
+    # what does not change the work does not change the id
+    assert tiny.workload(1000) == resolve(_args("--preset", "tiny", "--sample-interval", "7")).workload(1000)
+
+
+def test_probe_phase_specs():
+    assert parse_probe_phases("warmup:3,adversarial:10") == [("warmup", 3), ("adversarial", 10)]
+    assert parse_probe_phases("adversarial:2") == [("adversarial", 2)]
+    for bad in ("warmup", "warmup:x", "fancy:3", "warmup:0", "warmup:-1"):
+        with pytest.raises(ConfigError):
+            parse_probe_phases(bad)
+    assert parse_debug_slow("1:0.5") == (1, 0.5)
+    assert parse_debug_slow(None) is None
+
+
+def test_help_lists_the_contract_options(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    text = capsys.readouterr().out
+    for option in ("--preset", "--data", "--output-dir", "--log-dir", "--checkpoint-dir", "--checkpoint-interval",
+                   "--sample-interval", "--node-name", "--instance-type", "--run-id", "--epochs", "--batch-size",
+                   "--hr-height", "--hr-width", "--max-iterations", "--probe-phases", "--vgg-weights",
+                   "--threads", "--seed"):
+        assert option in text
+    assert "--debug-slow-rank" not in text

@@ -1,0 +1,85 @@
+"""Per-step timing that separates a rank's own work from its waits for collectives.
+
+DDP overlaps the gradient all-reduce with the backward pass: buckets are handed to the communication hook, in
+order, as soon as their gradients are ready, and ``backward()`` returns only after every all-reduce finished.
+The hook below timestamps each bucket handed over; the last one marks the end of the rank's own backward work,
+so ``wait = end_of_backward - last_bucket_ready`` is time spent waiting for the other ranks (and the wire).
+A rank that is slower than its peers hands over its last bucket late and waits little; a fast rank waits for
+the slow one. ``compute_seconds = seconds - waits``.
+
+On CUDA the same marks are CUDA events on the current stream (the CPU runs ahead of the GPU), resolved once
+per step after a synchronise.
+"""
+import time
+
+import torch
+import torch.distributed as dist
+
+
+class StepClock:
+    def __init__(self, device):
+        self.cuda = device.type == "cuda"
+        self._ready = None      # last bucket-ready mark during the current backward
+        self._pending = []      # CUDA: (bucket-ready event, backward-end event) pairs of this step
+        self.wait = 0.0
+        self.t0 = 0.0
+
+    # -- DDP communication hook -------------------------------------------------------------------------
+    def comm_hook(self, state, bucket):
+        """Average-allreduce (what DDP does without a hook), timestamping when the bucket became ready."""
+        if self.cuda:
+            ev = torch.cuda.Event(enable_timing=True)
+            ev.record()
+            self._ready = ev
+        else:
+            self._ready = time.perf_counter()
+        group = dist.group.WORLD
+        tensor = bucket.buffer()
+        tensor.div_(group.size())
+        fut = dist.all_reduce(tensor, group=group, async_op=True).get_future()
+        return fut.then(lambda f: f.value()[0])
+
+    def register(self, ddp_module):
+        ddp_module.register_comm_hook(None, self.comm_hook)
+
+    # -- step ---------------------------------------------------------------------------------------------
+    def start(self):
+        if self.cuda:
+            torch.cuda.synchronize()
+        self.wait = 0.0
+        self._pending = []
+        self.t0 = time.perf_counter()
+
+    def backward(self, loss):
+        """``loss.backward()``; adds the all-reduce wait at its end to this step's waits."""
+        self._ready = None
+        t_begin = time.perf_counter()
+        loss.backward()
+        if self.cuda:
+            if self._ready is not None:
+                end = torch.cuda.Event(enable_timing=True)
+                end.record()
+                self._pending.append((self._ready, end))
+        else:
+            t_end = time.perf_counter()
+            if self._ready is not None:
+                self.wait += max(0.0, t_end - max(self._ready, t_begin))
+        self._ready = None
+
+    def waited(self, fn):
+        """Run ``fn`` (a blocking wait on a collective) and count its duration as wait."""
+        t = time.perf_counter()
+        out = fn()
+        self.wait += time.perf_counter() - t
+        return out
+
+    def stop(self):
+        """(seconds, compute_seconds, wait_seconds) of the step."""
+        if self.cuda:
+            torch.cuda.synchronize()
+            for ready, end in self._pending:
+                self.wait += max(0.0, ready.elapsed_time(end) / 1000.0)
+            self._pending = []
+        seconds = time.perf_counter() - self.t0
+        wait = min(self.wait, seconds)
+        return seconds, seconds - wait, wait

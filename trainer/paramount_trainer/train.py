@@ -1,0 +1,709 @@
+"""``train``: ESRGAN training under torchrun (or as a single process) with paramount-iteration logs."""
+import contextlib
+import dataclasses
+import datetime
+import hashlib
+import math
+import os
+import random
+import signal
+import sys
+import time
+import traceback
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader
+
+from . import checkpoint as ckpt
+from . import config as config_mod
+from .data import ImageDataset, ResumableDistributedSampler, check_first_image, list_images, split_holdout
+from .errors import CheckpointError, ConfigError, TrainerError
+from .logs import RunLogger, attempt_number, default_node_name, default_run_id, new_run_id, process_start_time
+from .models import Discriminator, GeneratorRRDB, denormalize, load_vgg_features
+from .timing import StepClock
+
+WARMUP, ADVERSARIAL = "warmup", "adversarial"
+
+
+# --------------------------------------------------------------------------------------------------------
+# distributed environment
+
+@dataclasses.dataclass
+class DistEnv:
+    distributed: bool
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    local_world_size: int = 1
+    nodes: int = 1
+
+    @classmethod
+    def from_environ(cls, environ=None):
+        env = os.environ if environ is None else environ
+        if "RANK" not in env or "WORLD_SIZE" not in env:
+            return cls(distributed=False)
+        world = int(env["WORLD_SIZE"])
+        local_world = int(env.get("LOCAL_WORLD_SIZE", world))
+        nodes = int(env.get("GROUP_WORLD_SIZE", 0)) or max(1, math.ceil(world / max(1, local_world)))
+        return cls(True, int(env["RANK"]), world, int(env.get("LOCAL_RANK", 0)), local_world, nodes)
+
+
+class Collectives:
+    """Control-plane collectives (agreement on stop, resume, errors). A gloo group, so that on NCCL the CPU
+    flags never wait on GPU streams. Everything is a no-op in a single process."""
+
+    def __init__(self, env):
+        self.env = env
+        self.group = None
+        if env.distributed:
+            self.group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else dist.group.WORLD
+
+    @property
+    def active(self):
+        return self.env.distributed
+
+    def all_gather(self, obj):
+        if not self.active:
+            return [obj]
+        out = [None] * self.env.world_size
+        dist.all_gather_object(out, obj, group=self.group)
+        return out
+
+    def broadcast(self, obj, src=0):
+        if not self.active:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=src, group=self.group)
+        return box[0]
+
+    def agree(self, error):
+        """Every rank passes its error message or None; raises on every rank if any rank failed."""
+        errors = self.all_gather(error)
+        bad = [(r, e) for r, e in enumerate(errors) if e]
+        if bad:
+            rank, message = bad[0]
+            prefix = "" if rank == self.env.rank or not self.active else f"on rank {rank}: "
+            raise TrainerError(prefix + message)
+
+    def flag_start(self, value):
+        """Start an async MAX all-reduce of an int flag; returns a callable that waits and gives the result."""
+        if not self.active:
+            return lambda: value
+        tensor = torch.tensor([int(value)], dtype=torch.int64)
+        work = dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=self.group, async_op=True)
+
+        def finish():
+            work.wait()
+            return int(tensor.item())
+        return finish
+
+    def all_reduce_sum(self, values):
+        if not self.active:
+            return list(values)
+        tensor = torch.tensor(values, dtype=torch.float64)
+        dist.all_reduce(tensor, group=self.group)
+        return tensor.tolist()
+
+    def barrier(self):
+        if self.active:
+            dist.barrier(group=self.group)
+
+
+def ddp_kwargs():
+    """Disable the per-forward buffer broadcast (D runs several forwards before a backward, which breaks with
+    it on recent torch, pytorch#22095); the name of that option changed in torch 2.13."""
+    import inspect
+
+    params = inspect.signature(DDP.__init__).parameters
+    if "forward_sync_buffers" in params:
+        return {"forward_sync_buffers": False}
+    return {"broadcast_buffers": False}
+
+
+# --------------------------------------------------------------------------------------------------------
+# stop requests
+
+class StopRequest:
+    """First SIGTERM/SIGINT: finish the step, checkpoint, end with ``stopped``. Second one: exit now."""
+
+    def __init__(self):
+        self.requested = False
+        self.signal_name = None
+        self._previous = {}
+
+    def install(self):
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise SystemExit(128 + signum)
+        self.requested = True
+        self.signal_name = signal.Signals(signum).name
+
+    def uninstall(self):
+        for sig, handler in self._previous.items():
+            with contextlib.suppress(Exception):
+                signal.signal(sig, handler)
+        self._previous = {}
+
+
+# --------------------------------------------------------------------------------------------------------
+# helpers
+
+def parse_probe_phases(text):
+    """``"warmup:3,adversarial:10"`` -> [("warmup", 3), ("adversarial", 10)]."""
+    plan = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        name, _, count = part.partition(":")
+        name = name.strip()
+        if name not in (WARMUP, ADVERSARIAL):
+            raise ConfigError(f"--probe-phases: unknown phase {name!r} (use warmup and adversarial)")
+        try:
+            n = int(count)
+        except ValueError:
+            raise ConfigError(f"--probe-phases: {part!r} is not PHASE:COUNT") from None
+        if n < 0:
+            raise ConfigError(f"--probe-phases: negative count in {part!r}")
+        plan.append((name, n))
+    if sum(n for _, n in plan) < 1:
+        raise ConfigError(f"--probe-phases {text!r} runs no step")
+    return plan
+
+
+def parse_debug_slow(text):
+    if not text:
+        return None
+    rank, _, seconds = str(text).partition(":")
+    try:
+        return int(rank), float(seconds)
+    except ValueError:
+        raise ConfigError(f"--debug-slow-rank must be RANK:SECONDS, got {text!r}") from None
+
+
+def parameter_digest(*modules):
+    """sha256 over all parameters (not BN buffers, which are rank-local: see README), in a fixed order."""
+    h = hashlib.sha256()
+    for module in modules:
+        for name, p in module.named_parameters():
+            h.update(name.encode())
+            h.update(p.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def psnr_batch(sr, hr):
+    """Per-image PSNR (dB) of [0,1] images."""
+    mse = ((sr - hr) ** 2).flatten(1).mean(1).clamp_min(1e-10)
+    return 10.0 * torch.log10(1.0 / mse)
+
+
+def _fmt(x):
+    return "-" if x is None else f"{x:.4f}"
+
+
+# --------------------------------------------------------------------------------------------------------
+# the trainer
+
+class Trainer:
+    def __init__(self, args, cfg, env, coll, logger, device, t_process, stop=None):
+        self.args = args
+        self.cfg = cfg
+        self.env = env
+        self.coll = coll
+        self.log = logger
+        self.device = device
+        self.t_process = t_process
+        self.output_dir = args.output_dir
+        self.probe_plan = parse_probe_phases(args.probe_phases) if args.probe_phases else None
+        self.max_iterations = args.max_iterations
+        if self.probe_plan:
+            total = sum(n for _, n in self.probe_plan)
+            self.max_iterations = min(total, self.max_iterations) if self.max_iterations else total
+        # a forced-phase probe is not real progress: it neither reads nor writes checkpoints
+        self.checkpointing = not args.no_checkpoint and not self.probe_plan
+        self.checkpoint_dir = args.checkpoint_dir or os.path.join(self.output_dir, "checkpoints")
+        self.debug_slow = parse_debug_slow(args.debug_slow_rank)
+        self.stop = stop or StopRequest()
+        self.epoch = 0
+        self.step = 0
+        self.samples_seen = 0
+        self.samples_in_epoch = 0
+        self.last_checkpoint_step = None
+        self.last_psnr = None
+        self.iterations_done = 0
+        self.stop_reason = None
+        self.resumed_from = None
+
+    # ---- setup -------------------------------------------------------------------------------------------
+    def _stage(self, fn):
+        """Run a setup stage on every rank; if it fails on any rank, every rank raises (none hangs)."""
+        error = None
+        try:
+            fn()
+        except TrainerError as exc:
+            error = str(exc)
+        self.coll.agree(error)
+
+    def setup(self):
+        self._stage(self._setup_data)
+        self._stage(self._setup_models)
+        self.resume()  # agrees internally
+        env = self.env
+        self.clock = StepClock(self.device)
+        if env.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.G_ddp = DDP(self.G, device_ids=ids, **ddp_kwargs())
+            self.D_ddp = DDP(self.D, device_ids=ids, **ddp_kwargs())
+            self.clock.register(self.G_ddp)
+            self.clock.register(self.D_ddp)
+        else:
+            self.G_ddp, self.D_ddp = self.G, self.D
+
+    def _setup_data(self):
+        cfg, env = self.cfg, self.env
+        files = list_images(self.args.data)
+        train_files, holdout_files = split_holdout(files, self.args.holdout)
+        self.train_set = ImageDataset(train_files, (cfg.hr_height, cfg.hr_width))
+        self.holdout_set = ImageDataset(holdout_files, (cfg.hr_height, cfg.hr_width))
+        check_first_image(self.train_set)
+        self.sampler = ResumableDistributedSampler(self.train_set, env.world_size, env.rank, seed=self.args.seed)
+        self.loader = DataLoader(
+            self.train_set, batch_size=cfg.batch_size, sampler=self.sampler, num_workers=cfg.n_cpu,
+            pin_memory=self.device.type == "cuda", drop_last=False,
+        )
+
+    def _setup_models(self):
+        cfg, env = self.cfg, self.env
+        # identical init on every rank (the VGG is not wrapped in DDP, so it must be built identically)
+        torch.manual_seed(self.args.seed)
+        self.G = GeneratorRRDB(cfg.channels, filters=cfg.filters, num_res_blocks=cfg.residual_blocks).to(self.device)
+        self.D = Discriminator((cfg.channels, cfg.hr_height, cfg.hr_width), widths=cfg.d_widths).to(self.device)
+        download_first = cfg.vgg_weights == "imagenet" and env.distributed
+        vgg, error = None, None
+        if download_first and env.local_rank != 0:
+            self.coll.barrier()  # local rank 0 downloads the weights into the cache first
+        try:
+            vgg = load_vgg_features(cfg.vgg_layers, cfg.vgg_weights)
+        except TrainerError as exc:
+            error = exc
+        if download_first and env.local_rank == 0:
+            self.coll.barrier()
+        if error is not None:
+            raise error
+        self.vgg = vgg.to(self.device)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=(cfg.b1, cfg.b2))
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=(cfg.b1, cfg.b2))
+        self.bce = nn.BCEWithLogitsLoss().to(self.device)
+        self.l1 = nn.L1Loss().to(self.device)
+
+    def resume(self):
+        """Agree on the newest checkpoint any rank can see (node-private directories), load it everywhere."""
+        env, coll = self.env, self.coll
+        mode = self.args.resume
+        if not self.checkpointing or mode == "never":
+            return
+        local_step, local_path = None, None
+        if mode == "auto":
+            local_step, local_path = ckpt.latest_checkpoint(self.checkpoint_dir)
+        else:
+            local_path = mode
+            if not os.path.isfile(local_path):
+                raise CheckpointError(f"--resume: checkpoint {local_path!r} does not exist")
+            local_step = -1  # known only after loading; an explicit path is given to every rank
+        seen = coll.all_gather(local_step if local_step is not None else None)
+        candidates = [s for s in seen if s is not None]
+        if not candidates:
+            return
+        best = max(candidates)
+        state, error = None, None
+        if local_step is not None and local_step == best:
+            try:
+                state = ckpt.load_checkpoint(local_path)
+                ckpt.check_compatible(state, self.cfg.model, local_path)
+            except TrainerError as exc:
+                error = str(exc)
+        coll.agree(error)
+        have = coll.all_gather(state is not None)
+        if not all(have):  # some node lacks the newest copy: send it from the first rank that has it
+            src = have.index(True)
+            state = coll.broadcast(state if env.rank == src else None, src=src)
+            local_path = local_path or f"(rank {src}'s copy)"
+        try:
+            self.load_state(state, local_path)
+            error = None
+        except TrainerError as exc:
+            error = str(exc)
+        coll.agree(error)
+        self.resumed_from = local_path
+
+    def load_state(self, state, path):
+        try:
+            self.G.load_state_dict(state["generator"])
+            self.D.load_state_dict(state["discriminator"])
+            self.opt_g.load_state_dict(state["optimizer_g"])
+            self.opt_d.load_state_dict(state["optimizer_d"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise CheckpointError(f"incompatible checkpoint {path!r}: {str(exc).splitlines()[0]}") from None
+        self.epoch = int(state["epoch"])
+        self.step = int(state["step"])
+        self.samples_seen = int(state["samples_seen"])
+        self.samples_in_epoch = int(state["samples_in_epoch"])
+        ckpt.set_rng_state(state["rng"])
+        self.last_checkpoint_step = self.step
+        self.log.progress(f"resumed from {path}: epoch {self.epoch}, step {self.step}, "
+                          f"{self.samples_seen} samples seen (saved at world size {state['world_size']}, "
+                          f"now {self.env.world_size})")
+
+    def state_dict(self):
+        return {
+            "format": ckpt.FORMAT, "version": ckpt.VERSION, "model": self.cfg.model.as_dict(),
+            "workload": self.workload, "run_id": self.log.run_id, "time": time.time(),
+            "generator": self.G.state_dict(), "discriminator": self.D.state_dict(),
+            "optimizer_g": self.opt_g.state_dict(), "optimizer_d": self.opt_d.state_dict(),
+            "epoch": self.epoch, "step": self.step, "samples_seen": self.samples_seen,
+            "samples_in_epoch": self.samples_in_epoch, "world_size": self.env.world_size,
+            "local_batch": self.cfg.batch_size, "rng": ckpt.rng_state(),
+        }
+
+    def save_checkpoint(self, reason):
+        """Local rank 0 of every node writes its copy (node-private directories); no collective involved."""
+        if not self.checkpointing or self.last_checkpoint_step == self.step:
+            return 0.0
+        t = time.perf_counter()
+        if self.env.local_rank == 0:
+            path = ckpt.save_checkpoint(self.checkpoint_dir, self.state_dict(), keep=self.args.keep_checkpoints)
+            self.log.progress(f"checkpoint ({reason}) {path}")
+        self.last_checkpoint_step = self.step
+        return time.perf_counter() - t
+
+    # ---- one step ----------------------------------------------------------------------------------------
+    def phase_for(self, local_index):
+        if self.probe_plan:
+            for name, n in self.probe_plan:
+                if local_index < n:
+                    return name
+                local_index -= n
+            return self.probe_plan[-1][0]
+        return WARMUP if self.step < self.cfg.warmup_batches else ADVERSARIAL
+
+    def train_step(self, lr, hr, phase):
+        cfg, clock = self.cfg, self.clock
+        if self.debug_slow and self.debug_slow[0] == self.env.rank:
+            time.sleep(self.debug_slow[1])  # testing only: make this rank's own work slower
+        # ---- generator
+        self.opt_g.zero_grad(set_to_none=True)
+        gen_hr = self.G_ddp(lr)
+        loss_pixel = self.l1(gen_hr, hr)
+        if phase == WARMUP:
+            clock.backward(loss_pixel)
+            self.opt_g.step()
+            return gen_hr, {"loss_pixel": loss_pixel.item()}
+        # D is used unwrapped (no DDP reduction of its gradients) and frozen: the original computed D's weight
+        # gradients here and threw them away
+        self.D.requires_grad_(False)
+        try:
+            with torch.no_grad():
+                pred_real = self.D(hr)
+            pred_fake = self.D(gen_hr)
+        finally:
+            self.D.requires_grad_(True)
+        valid = torch.ones_like(pred_fake)
+        fake = torch.zeros_like(pred_fake)
+        # relativistic average GAN, the paper's symmetric generator loss (PyTorch-GAN #92)
+        loss_gan = (self.bce(pred_real - pred_fake.mean(0, keepdim=True), fake)
+                    + self.bce(pred_fake - pred_real.mean(0, keepdim=True), valid)) / 2
+        gen_features = self.vgg(gen_hr)
+        with torch.no_grad():
+            real_features = self.vgg(hr)
+        loss_content = self.l1(gen_features, real_features)
+        loss_g = loss_content + cfg.lambda_adv * loss_gan + cfg.lambda_pixel * loss_pixel
+        clock.backward(loss_g)
+        self.opt_g.step()
+        # ---- discriminator
+        self.opt_d.zero_grad(set_to_none=True)
+        pred_real = self.D_ddp(hr)
+        pred_fake = self.D_ddp(gen_hr.detach())
+        loss_real = self.bce(pred_real - pred_fake.mean(0, keepdim=True), valid)
+        loss_fake = self.bce(pred_fake - pred_real.mean(0, keepdim=True), fake)
+        loss_d = (loss_real + loss_fake) / 2
+        clock.backward(loss_d)
+        self.opt_d.step()
+        return gen_hr, {"loss_pixel": loss_pixel.item(), "loss_g": loss_g.item(), "loss_d": loss_d.item(),
+                        "loss_content": loss_content.item(), "loss_gan": loss_gan.item()}
+
+    # ---- housekeeping ------------------------------------------------------------------------------------
+    def save_sample(self, lr, gen_hr, hr):
+        if self.env.rank != 0 or not self.cfg.sample_interval or self.step % self.cfg.sample_interval:
+            return 0.0
+        from torchvision.utils import save_image
+
+        t = time.perf_counter()
+        with torch.no_grad():
+            n = min(4, lr.shape[0])
+            lr_up = nn.functional.interpolate(lr[:n], size=hr.shape[-2:], mode="bicubic", align_corners=False)
+            grid = torch.cat([denormalize(lr_up), denormalize(gen_hr[:n].detach()), denormalize(hr[:n])], -1)
+        os.makedirs(os.path.join(self.output_dir, "images"), exist_ok=True)
+        save_image(grid.cpu(), os.path.join(self.output_dir, "images", f"step-{self.step:07d}.png"), nrow=1)
+        return time.perf_counter() - t
+
+    @torch.no_grad()
+    def evaluate(self):
+        """Mean PSNR (dB) of G and of bicubic upsampling on the hold-out split, sharded over the ranks."""
+        n = len(self.holdout_set)
+        if n == 0:
+            return None, None
+        total = [0.0, 0.0, 0.0]
+        idx = list(range(self.env.rank, n, self.env.world_size))
+        bs = self.cfg.batch_size
+        for i in range(0, len(idx), bs):
+            items = [self.holdout_set[j] for j in idx[i:i + bs]]
+            lr = torch.stack([x["lr"] for x in items]).to(self.device)
+            hr = torch.stack([x["hr"] for x in items]).to(self.device)
+            sr = denormalize(self.G(lr))
+            hr01 = denormalize(hr)
+            bic = denormalize(nn.functional.interpolate(lr, size=hr.shape[-2:], mode="bicubic",
+                                                        align_corners=False))
+            total[0] += psnr_batch(sr, hr01).sum().item()
+            total[1] += psnr_batch(bic, hr01).sum().item()
+            total[2] += len(items)
+        s_sr, s_bic, count = self.coll.all_reduce_sum(total)
+        return s_sr / count, s_bic / count
+
+    # ---- the loop ----------------------------------------------------------------------------------------
+    def start_record(self):
+        cfg, env = self.cfg, self.env
+        n = len(self.train_set)
+        self.workload = cfg.workload(n)
+        ipe = math.ceil(math.ceil(n / env.world_size) / cfg.batch_size)
+        self.log.record(
+            "start", instance_type=self.args.instance_type, local_rank=env.local_rank,
+            world_size=env.world_size, nodes=env.nodes, local_batch=cfg.batch_size, samples_per_epoch=n,
+            iterations_per_epoch=ipe, epochs=cfg.epochs, warmup_iterations=cfg.warmup_batches,
+            workload=self.workload, preset=cfg.preset, hr_height=cfg.hr_height, hr_width=cfg.hr_width,
+            holdout_samples=len(self.holdout_set), device=str(self.device),
+            backend=dist.get_backend() if env.distributed else "none", threads=torch.get_num_threads(),
+            probe=bool(self.max_iterations), max_iterations=self.max_iterations,
+            probe_phases=self.args.probe_phases, resume_epoch=self.epoch, resume_step=self.step,
+            resume_samples_seen=self.samples_seen, torch=torch.__version__,
+            local_world_size=env.local_world_size, pid=os.getpid(),
+        )
+        self.log.progress(f"start {self.workload}: world size {env.world_size} on {env.nodes} node(s), "
+                          f"{n} training images ({len(self.holdout_set)} held out), {ipe} iterations/epoch, "
+                          f"{cfg.epochs} epochs, device {self.device}")
+
+    def run(self):
+        cfg, env, clock = self.cfg, self.env, self.clock
+        self.start_record()
+        init_logged = False
+        W = env.world_size
+        if self.coll.flag_start(self.stop.requested)():  # a signal arrived during init: no step at all
+            self.stop_reason = "signal"
+            return "stopped"
+        while self.epoch < cfg.epochs:
+            self.sampler.set_epoch(self.epoch)
+            self.sampler.set_start(self.samples_in_epoch)
+            epoch_positions = self.sampler.epoch_positions()
+            iteration = self.samples_in_epoch // (W * cfg.batch_size)
+            t_epoch = time.perf_counter()
+            iters_this_epoch = 0
+            stop_reason = None
+            batches = iter(self.loader)
+            while True:
+                if not init_logged:
+                    self.log.record("init", seconds=max(0.0, time.time() - self.t_process))
+                    init_logged = True
+                phase = self.phase_for(self.iterations_done)
+                clock.start()
+                # agree on stop requests without a blocking round trip: started now, waited for after the step
+                stop_flag = self.coll.flag_start(self.stop.requested)
+                t_data = time.perf_counter()
+                try:
+                    batch = next(batches)
+                except StopIteration:  # every rank has as many batches: drain the matched flag collective
+                    stop_flag()
+                    break
+                lr = batch["lr"].to(self.device, non_blocking=True)
+                hr = batch["hr"].to(self.device, non_blocking=True)
+                data_seconds = time.perf_counter() - t_data
+                gen_hr, losses = self.train_step(lr, hr, phase)
+                stop_now = clock.waited(stop_flag)
+                seconds, compute, wait = clock.stop()
+
+                b = lr.shape[0]
+                self.step += 1
+                self.samples_seen += b * W
+                self.samples_in_epoch += b * W
+                self.iterations_done += 1
+                iters_this_epoch += 1
+                housekeeping = self.save_sample(lr, gen_hr, hr)
+                if cfg.checkpoint_interval and self.step % cfg.checkpoint_interval == 0:
+                    housekeeping += self.save_checkpoint("interval")
+                self.log.record(
+                    "iteration", epoch=self.epoch, iteration=iteration, step=self.step - 1, phase=phase,
+                    seconds=seconds, compute_seconds=compute, samples=b, wait_seconds=wait,
+                    data_seconds=data_seconds, housekeeping_seconds=housekeeping, **losses)
+                if self.iterations_done <= 3 or self.step % self.args.print_interval == 0:
+                    self.log.progress(
+                        f"[epoch {self.epoch}/{cfg.epochs}] [iteration {iteration}] [step {self.step - 1}] "
+                        f"{phase}: G {_fmt(losses.get('loss_g'))} D {_fmt(losses.get('loss_d'))} "
+                        f"pixel {_fmt(losses.get('loss_pixel'))} | {seconds:.3f} s "
+                        f"(compute {compute:.3f} s)")
+                iteration += 1
+                if stop_now:
+                    stop_reason = "signal"
+                elif self.max_iterations and self.iterations_done >= self.max_iterations:
+                    stop_reason = "max-iterations"
+                if stop_reason or self.samples_in_epoch >= epoch_positions:
+                    break
+            if self.samples_in_epoch >= epoch_positions:
+                self.finish_epoch(t_epoch, iters_this_epoch)
+            if stop_reason and self.epoch < cfg.epochs:
+                self.stop_reason = stop_reason
+                return "stopped"
+        return "completed"
+
+    def finish_epoch(self, t_epoch, iterations):
+        t_eval = time.perf_counter()
+        psnr, psnr_bicubic = (None, None) if self.probe_plan else self.evaluate()
+        eval_seconds = time.perf_counter() - t_eval
+        finished = self.epoch
+        self.epoch += 1
+        self.samples_in_epoch = 0
+        self.last_psnr = psnr
+        self.log.record("epoch", epoch=finished, seconds=time.perf_counter() - t_epoch, iterations=iterations,
+                        psnr=psnr, psnr_bicubic=psnr_bicubic, eval_seconds=eval_seconds, step=self.step)
+        self.log.progress(f"epoch {finished} done: {iterations} iterations, hold-out PSNR {_fmt(psnr)} dB "
+                          f"(bicubic {_fmt(psnr_bicubic)} dB)")
+
+    def finalize(self, status):
+        if status == "completed":
+            if self.env.rank == 0:
+                os.makedirs(self.output_dir, exist_ok=True)
+                for name, module in (("generator.pt", self.G), ("discriminator.pt", self.D)):
+                    tmp = os.path.join(self.output_dir, f".{name}.{os.getpid()}")
+                    torch.save(module.state_dict(), tmp)
+                    os.replace(tmp, os.path.join(self.output_dir, name))
+            self.save_checkpoint("completed")
+        elif self.iterations_done:
+            self.save_checkpoint("stop" if not self.stop.requested else f"stop on {self.stop.signal_name}")
+
+
+
+
+# --------------------------------------------------------------------------------------------------------
+# entry point
+
+def run_train(args):
+    """Run ``train``; returns the process exit code. Writes ``end`` with ``failed`` on any error it can."""
+    t_process = process_start_time()
+    env = DistEnv.from_environ()
+    node = args.node_name or default_node_name()
+    instance_type = args.instance_type or os.environ.get("PARAMOUNT_INSTANCE_TYPE") or "unknown"
+    args.instance_type = instance_type
+    output_dir = args.output_dir
+    log_dir = args.log_dir or output_dir
+    logger = None
+    trainer = None
+    stop = StopRequest().install()
+    status = "failed"
+    error = None
+    end_fields = {}
+    try:
+        threads = max(1, int(args.threads))
+        torch.set_num_threads(threads)
+        with contextlib.suppress(RuntimeError):
+            torch.set_num_interop_threads(1)
+        device = select_device(args.device, env)
+        if env.distributed:
+            backend = args.dist_backend if args.dist_backend != "auto" else ("nccl" if device.type == "cuda"
+                                                                             else "gloo")
+            kwargs = {"backend": backend, "timeout": datetime.timedelta(seconds=args.dist_timeout)}
+            if device.type == "cuda":
+                kwargs["device_id"] = device
+            dist.init_process_group(**kwargs)
+        coll = Collectives(env)
+        run_id = args.run_id or default_run_id()
+        if env.distributed and not (args.run_id or os.environ.get("PARAMOUNT_RUN_ID")
+                                    or os.environ.get("TORCHELASTIC_RUN_ID", "none").lower() != "none"):
+            run_id = coll.broadcast(new_run_id() if env.rank == 0 else None)
+        logger = RunLogger(log_dir, node, run_id, rank=env.rank, attempt=attempt_number(),
+                           local_rank=env.local_rank, echo=not args.quiet)
+        cfg = config_mod.resolve(args)
+        random.seed(args.seed)
+        np.random.seed(args.seed)
+        trainer = Trainer(args, cfg, env, coll, logger, device, t_process, stop=stop)
+        trainer.setup()  # every stage agrees across ranks: all ranks fail together, none hangs
+        status = trainer.run()
+        trainer.finalize(status)
+        end_fields = {"step": trainer.step, "samples_seen": trainer.samples_seen, "epoch": trainer.epoch,
+                      "iterations": trainer.iterations_done, "psnr": trainer.last_psnr,
+                      "param_digest": parameter_digest(trainer.G, trainer.D)}
+        if trainer.stop_reason:
+            end_fields["stop_reason"] = trainer.stop_reason
+        if stop.signal_name:
+            end_fields["signal"] = stop.signal_name
+        if trainer.resumed_from:
+            end_fields["resumed_from"] = trainer.resumed_from
+        if env.distributed:
+            dist.barrier()
+            dist.destroy_process_group()
+        return_code = 0
+    except TrainerError as exc:
+        error = str(exc)
+        print(f"paramount-trainer: error: {error}", file=sys.stderr, flush=True)
+        return_code = 1
+    except (KeyboardInterrupt, SystemExit) as exc:
+        error = f"interrupted ({type(exc).__name__})"
+        print(f"paramount-trainer: {error}", file=sys.stderr, flush=True)
+        return_code = 130
+    except BaseException as exc:  # noqa: BLE001 - anything else is a crash: still write `end`
+        error = f"{type(exc).__name__}: {exc}"
+        traceback.print_exc()
+        return_code = 1
+    finally:
+        stop.uninstall()
+    if return_code != 0:
+        status = "failed"
+        if logger is None:  # failed before the logger existed (e.g. no rendezvous): log with what we know
+            with contextlib.suppress(Exception):
+                logger = RunLogger(log_dir, node, args.run_id or default_run_id(), rank=env.rank,
+                                   attempt=attempt_number(), local_rank=env.local_rank, echo=not args.quiet)
+        if trainer is not None:
+            end_fields.update(step=trainer.step, samples_seen=trainer.samples_seen,
+                              iterations=trainer.iterations_done)
+        end_fields["error"] = error
+        # no barrier/destroy here: a peer may be gone and the process exits anyway
+    if logger is not None:
+        with contextlib.suppress(Exception):
+            logger.record("end", status=status, seconds=max(0.0, time.time() - t_process), **end_fields)
+            if status == "failed":
+                logger.progress(f"end: failed: {error}", all_ranks=True, echo=False)  # stderr has it
+            else:
+                logger.progress(f"end: {status} after {end_fields.get('iterations', 0)} iterations in this "
+                                f"process, step {end_fields.get('step')}")
+            logger.close()
+    return return_code
+
+
+def select_device(choice, env):
+    if choice == "cpu":
+        return torch.device("cpu")
+    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda: no CUDA device is available")
+        index = env.local_rank % torch.cuda.device_count()
+        torch.cuda.set_device(index)
+        return torch.device("cuda", index)
+    return torch.device("cpu")
