@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Decision quality of paramount.cluster.optimize.
 
 Builds a suite of synthetic workloads whose ground truth is NOT the optimizer's own model:
@@ -96,7 +95,7 @@ class Workload:
         self.speed, self.net = {}, {}
         for t in self.types:
             e = catalog[t]
-            fam = t.split(".")[0]
+            fam = t.split(".", maxsplit=1)[0]
             eff, net = FAMILY.get(fam, (1.0, 1.0))
             if t in SIM_SPEED:
                 s = SIM_SPEED[t]
@@ -271,7 +270,7 @@ def run_suite(args):
                         err_all.append(e)
                         (err_measured if c["measured"] else err_extrap).append(e)
                 # baseline: lowest price per hour among the types the job fits on, 1 node, no estimate
-                fit_types = sorted({t for t, _ in truth}, key=lambda t: (catalog[t].price_per_hour, t))
+                fit_types = sorted({key[0] for key in truth}, key=lambda t: (catalog[t].price_per_hour, t))
                 bcfg = (fit_types[0], 1)
                 bv = truth[bcfg][1] if obj == "cost" else truth[bcfg][0]
                 base[obj]["ratio"].append(bv / best_v)
@@ -308,7 +307,7 @@ def sim_runs(path):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     ap.add_argument("--workloads", type=int, default=200)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--max-nodes", type=int, default=8)
@@ -334,8 +333,8 @@ def main(argv=None):
                       ("within 1.2x of the optimum (%)", lambda r: share(r["ratio"], lambda v: v <= 1.2 + 1e-9)),
                       ("mean ratio to the optimum", lambda r: float(np.mean(r["ratio"])) if r["ratio"] else float("nan")),
                       ("worst ratio to the optimum", lambda r: float(np.max(r["ratio"])) if r["ratio"] else float("nan"))):
-        print("%-36s %10.2f %10.2f %12.2f %12.2f" % (label, fn(res["cost"]), fn(res["time"]), fn(base["cost"]),
-                                                      fn(base["time"])))
+        values = (fn(res["cost"]), fn(res["time"]), fn(base["cost"]), fn(base["time"]))
+        print("%-36s %10.2f %10.2f %12.2f %12.2f" % ((label,) + values))
     print("%-36s %10.2f %10.2f %12.1f %12.1f" % (
         "median error, predicted time (%)", 100 * pct(res["cost"]["err_chosen"], 50),
         100 * pct(res["time"]["err_chosen"], 50), 100 * pct(base["cost"]["err"], 50),
@@ -359,7 +358,7 @@ def main(argv=None):
     rows = sim_runs(args.sim_runs)
     print()
     if rows:
-        e = [abs(p - m) / m for _, _, _, p, m in rows if m]
+        e = [abs(row[3] - row[4]) / row[4] for row in rows if row[4]]
         print("Project sim runs trained to completion: %d configurations, predicted time error median %.2f%%, "
               "max %.2f%%" % (len(rows), 100 * pct(e, 50), 100 * max(e)))
         for wl, t, n, p, m in rows:

@@ -25,7 +25,7 @@ description:
   - Runs on the controller only (action plugin); needs numpy, scipy, matplotlib and PyYAML there.
     See C(docs/optimize.md) in the collection for the method, the file formats and the benchmark.
 author:
-  - paramount.cluster contributors
+  - paramount.cluster developers (@paramount)
 options:
   results_dir:
     description:
@@ -138,6 +138,13 @@ options:
       - Number of bootstrap refits for the prediction intervals (0 gives point intervals).
     type: int
     default: 200
+  tie_tolerance:
+    description:
+      - Risk-averse tie-breaking. Feasible candidates whose predicted objective is within this share of the best
+        one (for example V(0.03) for 3%) are near-ties; among them the one with the lowest upper end of its 95%
+        interval is chosen. V(0) (the default) chooses the best point prediction.
+    type: float
+    default: 0.0
 attributes:
   action:
     support: full

@@ -29,6 +29,7 @@ ARGUMENT_SPEC = {
     "clap_role": {"type": "str", "default": "gan"},
     "clap_setup_action": {"type": "str", "default": "setup-gan"},
     "bootstrap": {"type": "int", "default": 200},
+    "tie_tolerance": {"type": "float", "default": 0.0},
 }
 
 DEFAULT_MAX_NODES = 8

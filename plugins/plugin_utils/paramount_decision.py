@@ -180,9 +180,8 @@ def check(c: Candidate, k: Constraints):
     if c.predicted:
         wall = c.predicted_seconds + k.setup_seconds
         if k.deadline is not None and wall > k.deadline:
-            v.append(("deadline", "predicted %s (setup included) > deadline %s" % (fmt_seconds(wall),
-                                                                                     fmt_seconds(k.deadline)),
-                      wall / k.deadline - 1 if k.deadline > 0 else math.inf))
+            text = "predicted %s (setup included) > deadline %s" % (fmt_seconds(wall), fmt_seconds(k.deadline))
+            v.append(("deadline", text, wall / k.deadline - 1 if k.deadline > 0 else math.inf))
         if k.budget is not None and c.predicted_cost > k.budget:
             v.append(("budget", "predicted %s > budget %s" % (fmt_money(c.predicted_cost), fmt_money(k.budget)),
                       c.predicted_cost / k.budget - 1 if k.budget > 0 else math.inf))
@@ -191,7 +190,7 @@ def check(c: Candidate, k: Constraints):
     if not c.predicted:
         pass  # reason already says why
     elif v:
-        c.reason = "; ".join(text for _, text, _ in v)
+        c.reason = "; ".join(item[1] for item in v)
     else:
         c.reason = "feasible"
 
@@ -216,11 +215,30 @@ def pareto_front(cands):
 def violation_score(c: Candidate):
     if not c.predicted:
         return math.inf
-    return sum(min(x, 1e6) for _, _, x in c.violations)
+    return sum(min(item[2], 1e6) for item in c.violations)
 
 
-def rank(cands, objective):
+def objective_value(c: Candidate, objective: str, upper: bool = False):
+    if objective == "time":
+        return c.seconds_interval[1] if upper and c.seconds_interval else c.predicted_seconds
+    return c.cost_interval[1] if upper and c.cost_interval else c.predicted_cost
+
+
+def rank(cands, objective, tie_tolerance=0.0):
+    """Order: feasible by the objective, then infeasible by how far they miss, then unpredictable.
+
+    Feasible candidates whose predicted objective is within ``tie_tolerance`` (relative) of the best
+    are near-ties: among them the one with the lowest upper end of its 95% interval comes first, so
+    a measured configuration is not given up for an extrapolated one that is only predicted to be
+    marginally better.
+    """
     feasible = sorted((c for c in cands if c.feasible), key=lambda c: objective_key(c, objective))
+    if feasible and tie_tolerance > 0:
+        best = objective_value(feasible[0], objective)
+        near = [c for c in feasible if objective_value(c, objective) <= best * (1.0 + tie_tolerance)]
+        rest = [c for c in feasible if c not in near]
+        near.sort(key=lambda c: (objective_value(c, objective, upper=True),) + objective_key(c, objective))
+        feasible = near + rest
     infeasible = sorted((c for c in cands if c.predicted and not c.feasible),
                         key=lambda c: (violation_score(c),) + objective_key(c, objective))
     unpredicted = sorted((c for c in cands if not c.predicted), key=lambda c: (c.instance_type, c.nodes))

@@ -66,7 +66,7 @@ def run_records(run_id, workload, hosts, timing, *, ranks_per_node=1, local_batc
             ranks.append((h_index * ranks_per_node + local, host, itype, local))
     if iterations_per_epoch is None:
         iterations_per_epoch = -(-samples_per_epoch // (world * local_batch))
-    out = {host: [] for host, _ in hosts}
+    out = {host: [] for host, _itype in hosts}
     now = float(start_time)
     step = 0
     for attempt in range(attempts):
@@ -79,14 +79,14 @@ def run_records(run_id, workload, hosts, timing, *, ranks_per_node=1, local_batc
                 "iterations_per_epoch": iterations_per_epoch, "epochs": epochs,
                 "warmup_iterations": warmup_iterations, "workload": workload,
             })
-        init_s = max(timing.init(nodes, itype) for _, _, itype, _ in ranks)
+        init_s = max(timing.init(nodes, rank_info[2]) for rank_info in ranks)
         now += init_s
         for rank, host, itype, local in ranks:
             out[host].append({"event": "init", "schema": 1, "run_id": run_id, "host": host, "rank": rank,
                               "attempt": attempt, "time": round(now, 6), "seconds": round(init_s, 6)})
         for phase, count in phases:
             for index in range(count):
-                res = timing.step(phase, index, [(r, h, t) for r, h, t, _ in ranks], nodes, attempt)
+                res = timing.step(phase, index, [rank_info[:3] for rank_info in ranks], nodes, attempt)
                 comps, comm = res[0], res[1]
                 # a timing source may give the step time itself (e.g. compute and communication overlap)
                 step_s = res[2] if len(res) > 2 else max(comps) + comm

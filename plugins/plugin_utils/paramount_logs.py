@@ -114,7 +114,9 @@ def validate_record(rec) -> str | None:
         return "missing key 'schema'"
     schema = rec["schema"]
     if isinstance(schema, bool) or schema != SCHEMA_VERSION:
-        return "unknown schema version %r" % (schema,)
+        if isinstance(schema, int) and not isinstance(schema, bool):
+            return "unknown schema version %r" % (schema,)
+        return "schema must be %d, got %r" % (SCHEMA_VERSION, schema)
     if rec["event"] not in EVENTS:
         return "unknown event %r" % (rec["event"],)
     required = dict(_BASE_REQUIRED)
@@ -300,7 +302,7 @@ def fit_drift(seq, first_index=1):
     fitted drift has fallen below 10% of the level by the last iteration; else None (the caller then
     drops leading outliers instead).
     """
-    y = [v for v in seq if v == v]
+    y = [v for v in seq if not math.isnan(v)]
     n = len(y)
     if n < DRIFT_MIN_SAMPLES or n != len(seq):
         return None
@@ -314,7 +316,7 @@ def fit_drift(seq, first_index=1):
         if tau > n / 3.0:
             break  # a slower decay than the window can show is not told apart from the level
         X = np.column_stack([np.ones(n), np.exp(-idx / tau)])
-        coef, _ = _nnls(X, y)
+        coef = _nnls(X, y)[0]
         rss = float(((y - X @ coef) ** 2).sum())
         if best is None or rss < best[0]:
             best = (rss, coef, tau)
@@ -417,7 +419,7 @@ class Measurement:
         return self.job.workload
 
     def types(self):
-        return sorted({t for t, _ in self.configs})
+        return sorted({key[0] for key in self.configs})
 
 
 def _mode(values):
@@ -447,7 +449,7 @@ def load_records(results_dir: str, exclude=()):
         res = read_log_file(path)
         records.extend(res.records)
         if res.unknown_schema:
-            versions = sorted({repr(v) for _, v in res.unknown_schema})
+            versions = sorted({repr(item[1]) for item in res.unknown_schema})
             unknown.append("%s line %d (schema %s)" % (path, res.unknown_schema[0][0], "/".join(versions)))
         if res.problems:
             if not res.records and not res.unknown_schema:
@@ -675,16 +677,16 @@ def measure(results_dir: str, exclude=(), drop_first: int = 1, ranks_per_node=No
                 else:
                     cut = warmup_cut(ref, drop_first)
                     fac = [1.0] * len(ref)
-                kept_ref = [v / f for v, f in zip(ref[cut:], fac[cut:]) if v == v]
+                kept_ref = [v / f for v, f in zip(ref[cut:], fac[cut:]) if not math.isnan(v)]
                 steady = robust_mean(kept_ref)
                 excess = 0.0
                 if steady is not None and steady.mean > 0:
-                    excess = max(0.0, sum(v - steady.mean for v in ref if v == v)) / steady.mean
+                    excess = max(0.0, sum(v - steady.mean for v in ref if not math.isnan(v))) / steady.mean
                 for t in att_types:
                     key = (t, a_nodes, basis)
                     bucket = samples[key][phase]
-                    bucket["y"].extend(v / f for v, f in zip(ser["y"][t][cut:], fac[cut:]) if v == v)
-                    bucket["compute"].extend(v / f for v, f in zip(ser["compute"][t][cut:], fac[cut:]) if v == v)
+                    bucket["y"].extend(v / f for v, f in zip(ser["y"][t][cut:], fac[cut:]) if not math.isnan(v))
+                    bucket["compute"].extend(v / f for v, f in zip(ser["compute"][t][cut:], fac[cut:]) if not math.isnan(v))
                     bucket["comm"].extend(v / f for v, f in zip(ser["comm"][cut:], fac[cut:]))
                     bucket["dropped"] += cut
                     bucket["excess"].append(excess)
@@ -744,7 +746,7 @@ def measure(results_dir: str, exclude=(), drop_first: int = 1, ranks_per_node=No
         configs[(t, n)] = cm
 
     failed_types = {}
-    measured_types = {t for t, _ in configs}
+    measured_types = {key[0] for key in configs}
     for t, lst in sorted(type_runs.items()):
         if t in measured_types:
             continue
@@ -762,7 +764,7 @@ def _reference_series(ser):
     """The series the warm-up cut is decided on: the step time of the attempt's slowest type."""
     best = None
     for t, ys in ser["y"].items():
-        clean = [v for v in ys if v == v]
+        clean = [v for v in ys if not math.isnan(v)]
         if len(clean) == len(ys) and (best is None or (ys and sum(ys) > sum(best))):
             best = ys
     return best if best is not None else ser["comm"]

@@ -70,24 +70,30 @@ def _r(n):
 DEFAULT_SHAPE = "ring"
 SHAPES = {
     "ring": _r,
-    "log2": lambda n: math.log2(n),
+    "log2": math.log2,
     "linear": lambda n: n - 1.0,
 }
 
 
+def _one(n):
+    return 1.0
+
+
+def _jump(n):
+    return 1.0 if n > 1 else 0.0
+
+
 def basis_columns(k: int, shape: str = "ring"):
     """Feature functions for a fit on k distinct node counts (see the module docstring)."""
-    one = lambda n: 1.0  # noqa: E731
-    jump = lambda n: 1.0 if n > 1 else 0.0  # noqa: E731
     lin = SHAPES["linear"]
     main = SHAPES[shape]
     if k <= 1:
-        return [one]
+        return [_one]
     if k == 2:
-        return [one, main]
+        return [_one, main]
     if k == 3:
-        return [one, main, lin] if shape != "linear" else [one, _r, lin]
-    return [one, jump, main, lin] if shape != "linear" else [one, jump, _r, lin]
+        return [_one, main, lin] if shape != "linear" else [_one, _r, lin]
+    return [_one, _jump, main, lin] if shape != "linear" else [_one, _jump, _r, lin]
 
 
 def nnls_fit(ns, ys, ses, columns):
@@ -97,7 +103,7 @@ def nnls_fit(ns, ys, ses, columns):
     s = np.maximum(np.asarray(ses, dtype=float), MIN_REL_SE * np.abs(y))
     s = np.where(s > 0, s, 1.0)
     w = 1.0 / s
-    coef, _ = _nnls(A * w[:, None], y * w)
+    coef = _nnls(A * w[:, None], y * w)[0]
     return coef
 
 
@@ -132,7 +138,7 @@ class PhaseFit:
         comm_obs = [(n, p.comm, p.comm_se) for pts in points_by_type.values() for n, p in pts.items()
                     if p.comm is not None]
         self.comm = None
-        self.comm_counts = sorted({n for n, _, _ in comm_obs})
+        self.comm_counts = sorted({obs[0] for obs in comm_obs})
         if comm_obs:
             distinct = self.comm_counts
             if len(distinct) >= 2:
@@ -256,7 +262,7 @@ class ScalingModel:
         for p, pts in self.points.items():
             if not pts:
                 continue
-            for _ in range(self.n_boot):
+            for _draw_index in range(self.n_boot):
                 drawn = {}
                 for t, by_n in pts.items():
                     drawn[t] = {}
@@ -275,8 +281,7 @@ class ScalingModel:
         for t, pts in self.init_points.items():
             if len(pts) >= 2:
                 ns = sorted(pts)
-                coef = nnls_fit(ns, [pts[n].mean for n in ns], [pts[n].se for n in ns],
-                                [lambda n: 1.0, lambda n: n - 1.0])
+                coef = nnls_fit(ns, [pts[n].mean for n in ns], [pts[n].se for n in ns], [_one, SHAPES["linear"]])
                 self.init_slope[t] = float(coef[1])
                 slopes.append(float(coef[1]))
         self.pooled_init_slope = float(np.median(slopes)) if slopes else None
@@ -299,7 +304,7 @@ class ScalingModel:
     def ranks_per_node(self, t):
         if self.rpn_override:
             return self.rpn_override
-        vals = [cm.ranks_per_node for (tt, _), cm in self.m.configs.items() if tt == t]
+        vals = [cm.ranks_per_node for key, cm in self.m.configs.items() if key[0] == t]
         return float(np.median(vals)) if vals else 1.0
 
     def iterations(self, t, n):
@@ -333,7 +338,7 @@ class ScalingModel:
         alts = []
         if how != "measured":
             for af in self.alt_fits[p]:
-                v, _ = af.predict(t, n)
+                v = af.predict(t, n)[0]
                 if v is not None:
                     alts.append(v)
         return central, draws, alts, how
@@ -365,7 +370,7 @@ class ScalingModel:
                 c0, d0, a0, how = self._phase_values(other, t, n)
                 methods.add(how)
                 if p == "warmup" and self.warmup_ratio is not None:
-                    f = self.warmup_ratio
+                    f = float(self.warmup_ratio)
                     notes.append("warm-up phase not probed on %s: %.3g x its adversarial time (median ratio "
                                  "of the types that were)" % (t, f))
                 elif p == "warmup":
@@ -416,9 +421,9 @@ class ScalingModel:
                      % (t, ",".join(str(c) for c in self.measured_counts(t))))
         if src != "start record" and measured:
             notes.append("iterations from %s" % src)
-        return Prediction(t, n, measured, basis, spi, iters, [init_c, init_d.min() if init_d.size else init_c,
-                                                                 init_d.max() if init_d.size else init_c],
-                          [total_c, tlo, thi], notes, startup)
+        init_interval = [init_c, float(init_d.min()) if init_d.size else init_c,
+                         float(init_d.max()) if init_d.size else init_c]
+        return Prediction(t, n, measured, basis, spi, iters, init_interval, [total_c, tlo, thi], notes, startup)
 
     @staticmethod
     def _interval(central, draws, alts):

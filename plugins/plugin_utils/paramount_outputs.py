@@ -305,7 +305,7 @@ def _png(fig):
 
 
 def _md_table(headers, rows):
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _header in headers) + "|"]
     for r in rows:
         lines.append("| " + " | ".join(str(x).replace("|", "/") for x in r) + " |")
     return "\n".join(lines)
@@ -371,10 +371,11 @@ def render_report(plan, measurement, candidates, images):
             for p, pm in sorted(cm.phases.items()):
                 mrows.append([t, n, cm.basis, p, "%.4g" % pm.seconds.mean,
                               "%.4g to %.4g" % (pm.seconds.low, pm.seconds.high), pm.seconds.n, pm.dropped,
-                              pm.seconds.clipped, "%.4g" % pm.comm.mean if pm.comm else "n/a",
+                              getattr(pm, "drift_corrected", 0), pm.seconds.clipped,
+                              "%.4g" % pm.comm.mean if pm.comm else "n/a",
                               "%.3g" % cm.init.mean if cm.init else "n/a"])
         lines.append(_md_table(["type", "nodes", "basis", "phase", "s/iter", "95% CI", "samples", "warm-up dropped",
-                                "clipped", "comm s", "init s"], mrows))
+                                "drift fitted (attempts)", "clipped", "comm s", "init s"], mrows))
     if plan.get("warnings"):
         lines.append("")
         lines.append("## Warnings")

@@ -39,11 +39,12 @@ except ImportError:  # pragma: no cover
 PLAN_SCHEMA_VERSION = 1
 
 METHOD = (
-    "Per run, attempt and phase the first iteration(s) (warmup_drop) and any further leading iterations "
-    "slower than the rest by more than 3 robust standard deviations are dropped as warm-up; the rest are "
-    "averaged with a winsorized mean (clipped at median +/- 3 robust sd, so stragglers count but one spike "
-    "cannot dominate) and a Student-t 95% interval. In a heterogeneous run each type is rated by its own "
-    "ranks' compute_seconds plus the run's communication time (step time minus the slowest type's compute). "
+    "Per run, attempt and phase the first iteration(s) (warmup_drop) are dropped; a warm-up drift "
+    "m + a exp(-i/tau) is fitted and divided out when it is significant (else slower leading iterations "
+    "are dropped); the rest are averaged with a winsorized mean (clipped at median +/- 3 robust sd, so "
+    "stragglers count but one spike cannot dominate) and a Student-t 95% interval; the excess of the first "
+    "iterations is added once per phase. In a heterogeneous run each type is rated by its own ranks' "
+    "compute_seconds plus the run's communication time (step time minus the slowest type's compute). "
     "Unmeasured node counts: non-negative least squares on the type's own node counts (ring all-reduce "
     "basis 2(n-1)/n, plus (n-1) and a multi-node step with more counts), or, for a type probed at one "
     "count, its measurement plus a communication curve fitted on all runs. Intervals: parametric "
@@ -86,6 +87,8 @@ def normalize_args(args):
     if out["warmup_drop"] is None or out["warmup_drop"] < 1:
         raise ParamountError("option warmup_drop must be >= 1 (the first iteration of each attempt is always "
                              "dropped), got %r" % out["warmup_drop"])
+    if out["tie_tolerance"] is None or not 0 <= out["tie_tolerance"] < 1:
+        raise ParamountError("option tie_tolerance must be in [0, 1), got %r" % out["tie_tolerance"])
     if out["bootstrap"] is None or out["bootstrap"] < 0:
         raise ParamountError("option bootstrap must be >= 0")
     if out["node_counts"] is not None:
@@ -172,7 +175,7 @@ def optimize(args, check_mode=False):
                         measured_only=a["measured_only"], setup_seconds=a["setup_seconds"])
     cands, excluded = dec.build_candidates(model, catalog, types, counts, k, measurement.failed_types)
     dec.pareto_front(cands)
-    ordered = dec.rank(cands, a["objective"])
+    ordered = dec.rank(cands, a["objective"], a["tie_tolerance"])
     chosen, failure = dec.decide(ordered, a["objective"])
     s_total, s_rows, s_notes = search_cost(measurement, catalog, a["setup_seconds"])
 

@@ -63,9 +63,9 @@ class SimType:
 SIM_TYPES = {
     t.name: t
     for t in (
-        SimType("sim.small", 0.15, 512, 1, 0.010),
-        SimType("sim.medium", 0.30, 1024, 1, 0.018),
-        SimType("sim.large", 0.60, 2048, 1, 0.050),
+        SimType("sim.small", 0.15, 2048, 1, 0.010),
+        SimType("sim.medium", 0.30, 3072, 1, 0.018),
+        SimType("sim.large", 0.60, 4096, 1, 0.050),
     )
 }
 

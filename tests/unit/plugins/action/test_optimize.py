@@ -89,9 +89,10 @@ def _ansible(args, cwd, module_args):
                ANSIBLE_INVENTORY_UNPARSED_WARNING="false", ANSIBLE_NOCOLOR="1", ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
                ANSIBLE_STDOUT_CALLBACK="json", ANSIBLE_HOME=str(cwd / ".ansible"))
     cmd = [str(BIN / "ansible"), "localhost", "-m", "paramount.cluster.optimize", "-a", module_args] + args
-    return subprocess.run(cmd, cwd=str(cwd), env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(cmd, cwd=str(cwd), env=env, capture_output=True, text=True, timeout=300, check=False)
 
 
+@pytest.mark.slow
 def test_adhoc_run_through_the_ansible_cli(probes):
     proc = _ansible([], probes, "results_dir=probe objective=time output_dir=plan-cli max_hourly_cost=0.2 bootstrap=20")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -107,3 +108,57 @@ def test_adhoc_run_through_the_ansible_cli(probes):
     assert proc.returncode != 0
     res = json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
     assert res["msg"].endswith("nowhere does not exist") and "Traceback" not in proc.stdout + proc.stderr
+
+
+PLAYBOOK = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: plan
+      paramount.cluster.optimize:
+        results_dir: probe
+        output_dir: plan-play
+        objective: cost
+        bootstrap: 10
+      register: first
+    - name: the fact is set and equals the registered plan
+      ansible.builtin.assert:
+        that:
+          - paramount_plan.chosen.instance_type == 'sim.medium'
+          - paramount_plan == first.plan
+          - first is changed
+    - name: again, nothing changes
+      paramount.cluster.optimize:
+        results_dir: probe
+        output_dir: plan-play
+        objective: cost
+        bootstrap: 10
+      register: second
+    - name: idempotent
+      ansible.builtin.assert:
+        that:
+          - second is not changed
+    - name: check mode writes nothing
+      paramount.cluster.optimize:
+        results_dir: probe
+        output_dir: plan-check
+      check_mode: true
+      register: checked
+    - ansible.builtin.stat:
+        path: plan-check
+      register: st
+    - ansible.builtin.assert:
+        that:
+          - not st.stat.exists
+          - checked.plan.chosen.nodes >= 1
+"""
+
+
+@pytest.mark.slow
+def test_playbook_sets_the_fact_and_is_idempotent(probes):
+    (probes / "play.yml").write_text(PLAYBOOK)
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_LOCALHOST_WARNING="false",
+               ANSIBLE_INVENTORY_UNPARSED_WARNING="false", ANSIBLE_NOCOLOR="1", ANSIBLE_HOME=str(probes / ".ansible"))
+    proc = subprocess.run([str(BIN / "ansible-playbook"), "play.yml"], cwd=str(probes), env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -1,6 +1,8 @@
 """Decision: billing, constraints, ranking, Pareto front, start/stop/keep."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_decision as dec
@@ -46,7 +48,7 @@ def _run(objective="cost", counts=(1, 2, 4, 8), **kw):
     dec.pareto_front(cands)
     ordered = dec.rank(cands, objective)
     chosen, msg = dec.decide(ordered, objective)
-    return chosen, msg, ordered, excl
+    return SimpleNamespace(chosen=chosen, msg=msg, ordered=ordered, excluded=excl)
 
 
 def test_billing_is_per_second_with_a_minute_minimum():
@@ -58,49 +60,58 @@ def test_billing_is_per_second_with_a_minute_minimum():
 
 
 def test_cost_and_time_objectives():
-    chosen, msg, ordered, excl = _run("cost")
-    assert msg is None and chosen.instance_type == "mid" and chosen.nodes == 1
-    chosen, _, _, _ = _run("time")
+    res = _run("cost")
+    assert res.msg is None and res.chosen.instance_type == "mid" and res.chosen.nodes == 1
+    chosen = _run("time").chosen
     assert (chosen.instance_type, chosen.nodes) == ("fast", 4)
-    reasons = {e["instance_type"]: e["reason"] for e in excl}
+    reasons = {e["instance_type"]: e["reason"] for e in res.excluded}
     assert "no price" in reasons["nopri"] and "not in the catalog" in reasons["unprobed"]
 
 
 def test_unpredictable_candidates_are_listed_with_their_reason():
-    _, _, ordered, _ = _run("cost")
+    ordered = _run("cost").ordered
     eight = [c for c in ordered if c.nodes == 8]
     assert eight and all(not c.feasible and "cannot be predicted: too far" in c.reason for c in eight)
     assert ordered[-1].nodes == 8  # ranked last
 
 
 def test_constraints_and_guardrail():
-    chosen, _, ordered, _ = _run("time", max_hourly_cost=0.1)
-    assert chosen.hourly_cost <= 0.1
-    over = [c for c in ordered if c.predicted and c.hourly_cost > 0.1]
+    res = _run("time", max_hourly_cost=0.1)
+    assert res.chosen.hourly_cost <= 0.1
+    over = [c for c in res.ordered if c.predicted and c.hourly_cost > 0.1]
     assert over and all("max_hourly_cost" in c.reason and not c.feasible for c in over)
-    chosen, _, _, _ = _run("cost", deadline=2000)
-    assert chosen.predicted_seconds <= 2000
-    chosen, _, _, _ = _run("time", measured_only=True)
+    assert _run("cost", deadline=2000).chosen.predicted_seconds <= 2000
+    chosen = _run("time", measured_only=True).chosen
     assert chosen.nodes == 1 and chosen.measured
 
 
 def test_setup_seconds_count_for_deadline_and_cost_but_not_predicted_time():
-    a, _, _, _ = _run("cost")
-    b, _, _, _ = _run("cost", setup_seconds=600.0)
+    a = _run("cost").chosen
+    b = _run("cost", setup_seconds=600.0).chosen
     assert b.predicted_seconds == a.predicted_seconds
     assert b.predicted_cost > a.predicted_cost
 
 
 def test_nothing_feasible_names_the_closest_and_what_they_violate():
-    chosen, msg, ordered, _ = _run("cost", deadline=10, budget=1e-6)
-    assert chosen is None
-    assert msg.startswith("no configuration satisfies the constraints; closest:")
-    assert "deadline" in msg and "budget" in msg
-    assert not any(c.feasible for c in ordered)
+    res = _run("cost", deadline=10, budget=1e-6)
+    assert res.chosen is None
+    assert res.msg.startswith("no configuration satisfies the constraints; closest:")
+    assert "deadline" in res.msg and "budget" in res.msg
+    assert not any(c.feasible for c in res.ordered)
+
+
+def test_near_ties_prefer_the_smaller_upper_bound():
+    cands = [dec.Candidate("a", 1, 1.0, True, True, predicted_seconds=100, predicted_cost=1.00,
+                           seconds_interval=[99, 101], cost_interval=[0.99, 1.01], feasible=True),
+             dec.Candidate("b", 8, 1.0, True, False, predicted_seconds=90, predicted_cost=0.99,
+                           seconds_interval=[60, 150], cost_interval=[0.7, 1.4], feasible=True)]
+    assert dec.rank(list(cands), "cost")[0].instance_type == "b"
+    assert dec.rank(list(cands), "cost", tie_tolerance=0.03)[0].instance_type == "a"
+    assert dec.rank(list(cands), "cost", tie_tolerance=0.005)[0].instance_type == "b"
 
 
 def test_pareto_front_is_non_dominated():
-    _, _, ordered, _ = _run("cost")
+    ordered = _run("cost").ordered
     pts = [c for c in ordered if c.predicted]
     front = [c for c in pts if c.pareto]
     assert front

@@ -256,3 +256,32 @@ def test_run_without_start_or_end(tmp_path):
     m = pl.measure(str(tmp_path))
     assert any("no 'end' record" in w for w in m.warnings)
     assert any("r2 not used: no 'start' record" in w for w in m.warnings)
+
+
+def test_fit_drift_finds_a_settling_decay_and_not_noise():
+    import random
+    rnd = random.Random(4)
+    seq = [1.0 + 0.8 * math.exp(-i / 1.0) + rnd.gauss(0, 0.01) for i in range(1, 11)]
+    rho, tau = pl.fit_drift(seq, 1)
+    assert 0.5 < rho < 1.2 and tau == 1.0
+    flat = [1.0 + rnd.gauss(0, 0.02) for _index in range(10)]
+    assert pl.fit_drift(flat, 1) is None
+    assert pl.fit_drift([2.0, 1.0, 1.0], 1) is None  # too short
+    exact = [2.0 + 1.0 * math.exp(-i / 2.0) for i in range(1, 11)]
+    rho, tau = pl.fit_drift(exact, 1)
+    assert rho == pytest.approx(0.5, rel=1e-6) and tau == 2.0
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.floats(0.0, 100.0), min_size=0, max_size=30))
+def test_fit_drift_never_raises(seq):
+    res = pl.fit_drift(seq, 1)
+    assert res is None or (res[0] > 0 and res[1] > 0)
+
+
+def test_drift_is_divided_out_of_the_estimate(tmp_path):
+    timing = lg.SimpleTiming({"sim.large": 0.6}, noise=0.005, drift=1.0, seed=2)
+    probe(tmp_path, types=("sim.large",), timing=timing, phases=(("warmup", 3), ("adversarial", 12)))
+    pm = pl.measure(str(tmp_path)).configs[("sim.large", 1)].phases["adversarial"]
+    assert pm.seconds.mean == pytest.approx(0.2 / 0.6, rel=0.02)
+    assert pm.startup_iterations > 0.5

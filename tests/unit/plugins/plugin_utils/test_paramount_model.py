@@ -43,8 +43,16 @@ def test_measured_configuration_is_returned_as_measured():
     assert p.total_seconds[1] <= p.total_seconds[0] <= p.total_seconds[2]
 
 
+def _truth(n):
+    return 1.0 + 0.3 * pm._r(n) + 0.05 * (n - 1)
+
+
+def _comm(n):
+    return 0.1 * pm._r(n)
+
+
 def test_nnls_recovers_an_exact_ring_curve():
-    truth = lambda n: 1.0 + 0.3 * pm._r(n) + 0.05 * (n - 1)  # noqa: E731
+    truth = _truth
     m = _measurement({("a", n): {"adversarial": truth(n)} for n in (1, 2, 4)})
     mod = pm.ScalingModel(m, n_boot=20)
     for n in (3, 6, 8):
@@ -54,7 +62,7 @@ def test_nnls_recovers_an_exact_ring_curve():
 
 
 def test_one_count_types_borrow_the_pooled_communication_curve():
-    comm = lambda n: 0.1 * pm._r(n)  # noqa: E731
+    comm = _comm
     pts = {("a", n): {"adversarial": 1.0 + comm(n)} for n in (1, 2, 4)}
     pts[("b", 1)] = {"adversarial": 0.5}
     m = _measurement(pts, comm=comm)

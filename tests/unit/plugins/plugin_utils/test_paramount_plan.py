@@ -149,3 +149,21 @@ def test_corrupt_current_inventory(one_node_probes, tmp_path):
     p.write_text("all: [unclosed\n")
     with pytest.raises(ParamountError, match="not valid YAML"):
         optimize({"results_dir": one_node_probes, "current_inventory": str(p), "output_dir": str(tmp_path)})
+
+
+def test_one_heterogeneous_probe_run_is_enough_to_plan(tmp_path):
+    """The seed experiment: one 3-node run of three sim types, then a homogeneous plan."""
+    probe(tmp_path / "p", counts=(), heterogeneous=True)
+    out = {}
+    for objective in ("cost", "time"):
+        r = optimize({"results_dir": str(tmp_path / "p"), "objective": objective, "node_counts": [1, 2, 3, 4],
+                      "bootstrap": 10, "plots": False, "output_dir": str(tmp_path / objective)})
+        out[objective] = r["plan"]
+    assert out["cost"]["chosen"]["instance_type"] == "sim.medium"
+    assert out["time"]["chosen"]["instance_type"] == "sim.large"
+    by = {(c["instance_type"], c["nodes"]): c for c in out["cost"]["candidates"]}
+    assert by[("sim.small", 3)]["measured"] and "heterogeneous" in by[("sim.small", 3)]["basis"]
+    assert not by[("sim.small", 1)]["measured"] and by[("sim.small", 1)]["predicted_seconds"]
+    r = optimize({"results_dir": str(tmp_path / "p"), "objective": "time", "measured_only": True, "bootstrap": 0,
+                  "plots": False, "output_dir": str(tmp_path / "m")})
+    assert r["plan"]["chosen"]["nodes"] == 3
