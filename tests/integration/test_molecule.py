@@ -25,7 +25,10 @@ def test_molecule_scenario(scenario, request, collections_path, tmp_path):
         "NO_COLOR": "1",
         "MOLECULE_GLOB": "extensions/molecule/*/molecule.yml",
         "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-local"),
+        # results/ and runs/ of the scenario's playbooks go here, not into the checkout
+        "PARAMOUNT_WORKDIR": str(tmp_path / "work"),
     }
+    (tmp_path / "work").mkdir()
     argv = [shutil.which("molecule", path=env["PATH"]), "test", "-s", scenario]
     if (REPO / "extensions" / "molecule" / scenario / "requires-simcloud").exists():
         require_simcloud()

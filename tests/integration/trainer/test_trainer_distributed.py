@@ -98,3 +98,44 @@ def test_slowed_rank_compute_seconds_exclude_allreduce_wait(tmp_path, dataset_di
     assert slow_compute > slow
     assert slow_compute > 0.85 * slow_sec, (slow_compute, slow_sec)
     assert slow_compute - fast_compute > 0.7 * slow
+
+
+def test_sigterm_to_torchrun_stops_every_rank_after_the_same_step(tmp_path, dataset_dir, records, tiny_args,
+                                                                   trainer_env):
+    """The way an orchestrator stops a job: SIGTERM to torchrun, which forwards it to the workers. The ranks
+    agree on the stop, write one checkpoint of the same step and end with `stopped`."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    out = tmp_path / "out"
+    torchrun = Path(sys.executable).parent / "torchrun"
+    cmd = [str(torchrun), "--standalone", "--nproc-per-node", "2", "--max-restarts", "0", "-m",
+           "paramount_trainer", "train", *tiny_args, "--data", str(dataset_dir), "--output-dir", str(out),
+           "--node-name", "n", "--epochs", "50", "--debug-slow-rank", "0:0.2"]
+    proc = subprocess.Popen(cmd, env=trainer_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        log = out / "n.log"
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and proc.poll() is None:
+            if log.exists() and log.read_text().count('"event":"iteration"') >= 6:
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None, "the job ended before it could be stopped"
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the session this test started: torchrun and its workers
+            proc.wait()
+    ends = {r["rank"]: r for r in records(out, "n") if r["event"] == "end"}
+    assert sorted(ends) == [0, 1], output[-3000:]
+    assert {e["status"] for e in ends.values()} == {"stopped"}
+    assert {e["signal"] for e in ends.values()} == {"SIGTERM"}
+    assert ends[0]["step"] == ends[1]["step"] >= 3
+    assert ends[0]["param_digest"] == ends[1]["param_digest"]
+    assert [p.name for p in (out / "checkpoints").iterdir()] == [f"ckpt-{ends[0]['step']:09d}.pt"]

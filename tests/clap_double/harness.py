@@ -1,0 +1,89 @@
+"""Helpers for tests that drive the clapp test double (tests/clap_double/clapp): a private HOME and CLAP_PATH per test,
+the collection's CLAP folder installed there with scripts/setup-clap, and the placeholders filled with test values.
+Nothing touches the real ~/.clap."""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from contextlib import closing
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+DOUBLE = REPO / "tests" / "clap_double" / "clapp"
+SETUP_CLAP = REPO / "scripts" / "setup-clap"
+VENV_BIN = Path(sys.executable).parent
+COLLECTIONS = REPO / ".build" / "collections"
+
+
+def make_env(tmp_path, nodes="local", install=True, fill=True, **extra):
+    """Environment of a private CLAP world under tmp_path; `clapp` on PATH is the double."""
+    home = tmp_path / "home"
+    bindir = tmp_path / "bin"
+    for d in (home, bindir, tmp_path / "ansible-tmp"):
+        d.mkdir(parents=True, exist_ok=True)
+    if not (bindir / "clapp").exists():
+        (bindir / "clapp").symlink_to(DOUBLE)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "CLAP_", "PARAMOUNT_"))}
+    env.update({
+        "HOME": str(home),
+        "CLAP_PATH": str(home / ".clap"),
+        "PATH": os.pathsep.join([str(VENV_BIN), str(bindir), os.environ.get("PATH", "")]),
+        "CLAP_DOUBLE_NODES": nodes,
+        "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS),
+        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
+        "ANSIBLE_REMOTE_TMP": str(tmp_path / "ansible-tmp"),
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_NOCOLOR": "1",
+        "NO_COLOR": "1",
+        "ANSIBLE_RETRY_FILES_ENABLED": "0",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    })
+    env.update({k: str(v) for k, v in extra.items()})
+    if install:
+        subprocess.run([str(SETUP_CLAP)], env=env, check=True, capture_output=True, text=True, timeout=60)
+        if fill:
+            fill_placeholders(Path(env["CLAP_PATH"]))
+    return env
+
+
+def fill_placeholders(clap_path):
+    """Test values for the REPLACE_ME placeholders (what a user does once by hand)."""
+    cfg = Path(clap_path) / "configs"
+    for name in ("instances.yaml", "logins.yaml", "providers.yaml"):
+        path = cfg / name
+        text = path.read_text()
+        text = text.replace("REPLACE_ME-ami-id", "ami-0123456789abcdef0").replace("REPLACE_ME-", "test-")
+        path.write_text(text)
+    private = Path(clap_path) / "private"
+    for key in ("test-key-pair.pem", "test-key-pair.pub", "test-aws-access-key-id.txt", "test-aws-secret-access-key.txt"):
+        (private / key).write_text("not a real key\n")
+        (private / key).chmod(0o400)
+
+
+def clapp(env, *args, timeout=120, cwd=None, check_rc=None):
+    """Run the double as `clapp ARGS` (through PATH, like a user); returns the CompletedProcess."""
+    proc = subprocess.run(["clapp"] + [str(a) for a in args], env=env, cwd=cwd or env["HOME"], capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+    if check_rc is not None:
+        assert proc.returncode == check_rc, "clapp %s: rc %d\n%s\n%s" % (" ".join(map(str, args)), proc.returncode,
+                                                                          proc.stdout[-3000:], proc.stderr[-3000:])
+    return proc
+
+
+def stored_nodes(env):
+    """The node records as CLAP's SQLite store holds them (SELECT key, value FROM "node")."""
+    db = Path(env["CLAP_PATH"]) / "storage" / "nodes.db"
+    if not db.exists():
+        return {}
+    with closing(sqlite3.connect(str(db))) as conn:
+        return {k: json.loads(v) for k, v in conn.execute('SELECT key, value FROM "node"')}
+
+
+def write_yaml(path, text):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
