@@ -152,7 +152,8 @@ def ab_loop(args):
     from paramount_trainer.timing import StepClock
     from paramount_trainer.train import Collectives, DistEnv, Trainer
 
-    out = tempfile.mkdtemp(prefix="ab-")
+    workdir = tempfile.TemporaryDirectory(prefix="trainer-bench-ab-")
+    out = workdir.name
     argv = ["train", "--preset", args.preset, "--data", args.data, "--output-dir", out, "--node-name", "ab",
             "--quiet", "--sample-interval", "0", "--no-checkpoint", "--holdout", "0", "--epochs", "100000",
             "--print-interval", "100000000"]
@@ -214,6 +215,8 @@ def ab_loop(args):
     if env.distributed:
         dist.barrier()
         dist.destroy_process_group()
+    log.close()
+    workdir.cleanup()
     print(json.dumps(result))
 
 

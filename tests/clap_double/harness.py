@@ -35,6 +35,8 @@ def make_env(tmp_path, nodes="local", install=True, fill=True, **extra):
         "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS),
         "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
         "ANSIBLE_REMOTE_TMP": str(tmp_path / "ansible-tmp"),
+        # one absolute async folder: with a temporary HOME, `~` could mean two places to async and async_status
+        "ANSIBLE_ASYNC_DIR": str(tmp_path / "ansible-async"),
         "ANSIBLE_FORCE_COLOR": "0",
         "ANSIBLE_NOCOLOR": "1",
         "NO_COLOR": "1",
@@ -65,11 +67,14 @@ def fill_placeholders(clap_path):
 
 def clapp(env, *args, timeout=120, cwd=None, check_rc=None):
     """Run the double as `clapp ARGS` (through PATH, like a user); returns the CompletedProcess."""
-    proc = subprocess.run(["clapp"] + [str(a) for a in args], env=env, cwd=cwd or env["HOME"], capture_output=True,
+    cwd = str(cwd or env["HOME"])
+    env = dict(env, PWD=cwd)  # what a shell would set: the collection's playbooks put results under $PWD/results
+    proc = subprocess.run(["clapp"] + [str(a) for a in args], env=env, cwd=cwd, capture_output=True,
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
     if check_rc is not None:
-        assert proc.returncode == check_rc, "clapp %s: rc %d\n%s\n%s" % (" ".join(map(str, args)), proc.returncode,
-                                                                          proc.stdout[-3000:], proc.stderr[-3000:])
+        command = " ".join(map(str, args))
+        assert proc.returncode == check_rc, "clapp %s: rc %d\n%s\n%s" % (command, proc.returncode, proc.stdout[-3000:],
+                                                                          proc.stderr[-3000:])
     return proc
 
 

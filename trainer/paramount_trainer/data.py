@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset
 from torch.utils.data.distributed import DistributedSampler
 
@@ -80,13 +80,23 @@ class ImageDataset(Dataset):
                 img = img.convert("RGB")
                 hr = img.resize((self.hr_width, self.hr_height), Image.BICUBIC)
                 lr = img.resize((self.hr_width // 4, self.hr_height // 4), Image.BICUBIC)
-        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
-            raise DataError(f"unreadable image {path!r}: {exc}") from None
+        except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, ... for broken files
+            raise DataError(f"unreadable image {path!r}: {type(exc).__name__}: {exc}") from None
         return lr, hr
 
     def __getitem__(self, index):
         lr, hr = self.load(index)
         return {"lr": _to_tensor(lr), "hr": _to_tensor(hr)}
+
+
+def unwrap_worker_error(exc):
+    """A DataError raised in a DataLoader worker comes back with the worker's traceback in its message;
+    keep the original message only."""
+    text = str(exc)
+    marker = "DataError: "
+    if "Original Traceback" in text and marker in text:
+        return DataError(text.rsplit(marker, 1)[1].strip())
+    return exc
 
 
 def check_first_image(dataset):

@@ -20,8 +20,9 @@ from torch.utils.data import DataLoader
 
 from . import checkpoint as ckpt
 from . import config as config_mod
-from .data import ImageDataset, ResumableDistributedSampler, check_first_image, list_images, split_holdout
-from .errors import CheckpointError, ConfigError, TrainerError
+from .data import (ImageDataset, ResumableDistributedSampler, check_first_image, list_images, split_holdout,
+                   unwrap_worker_error)
+from .errors import CheckpointError, ConfigError, DataError, TrainerError
 from .logs import RunLogger, attempt_number, default_node_name, default_run_id, new_run_id, process_start_time
 from .models import Discriminator, GeneratorRRDB, denormalize, load_vgg_features
 from .timing import StepClock
@@ -268,8 +269,10 @@ class Trainer:
             self.D_ddp = DDP(self.D, device_ids=ids, **ddp_kwargs())
             self.clock.register(self.G_ddp)
             self.clock.register(self.D_ddp)
+            self._rebuild_pending = [self.G_ddp, self.D_ddp]
         else:
             self.G_ddp, self.D_ddp = self.G, self.D
+            self._rebuild_pending = []
 
     def _setup_data(self):
         cfg, env = self.cfg, self.env
@@ -314,15 +317,19 @@ class Trainer:
         mode = self.args.resume
         if not self.checkpointing or mode == "never":
             return
-        local_step, local_path = None, None
+        local_step, local_path, error = None, None, None
         if mode == "auto":
-            local_step, local_path = ckpt.latest_checkpoint(self.checkpoint_dir)
+            try:
+                local_step, local_path = ckpt.latest_checkpoint(self.checkpoint_dir)
+            except OSError as exc:
+                error = f"checkpoint folder {self.checkpoint_dir!r} cannot be read: {exc}"
         else:
             local_path = mode
             if not os.path.isfile(local_path):
-                raise CheckpointError(f"--resume: checkpoint {local_path!r} does not exist")
+                error = f"--resume: checkpoint {local_path!r} does not exist"
             local_step = -1  # known only after loading; an explicit path is given to every rank
-        seen = coll.all_gather(local_step if local_step is not None else None)
+        coll.agree(error)
+        seen = coll.all_gather(local_step)
         candidates = [s for s in seen if s is not None]
         if not candidates:
             return
@@ -389,6 +396,17 @@ class Trainer:
         return time.perf_counter() - t
 
     # ---- one step ----------------------------------------------------------------------------------------
+    def backward(self, loss, ddp_module):
+        """Backward with the all-reduce wait separated (see timing.py). DDP re-buckets its gradients once,
+        with a broadcast among the ranks, at the start of the forward after its first backward; done there it
+        would hide a wait inside the forward, so it is done here, right after the first backward, as a wait."""
+        self.clock.backward(loss)
+        if any(m is ddp_module for m in self._rebuild_pending):
+            self._rebuild_pending = [m for m in self._rebuild_pending if m is not ddp_module]
+            rebuild = getattr(getattr(ddp_module, "reducer", None), "_rebuild_buckets", None)
+            if rebuild is not None and self.clock.waited(rebuild):
+                ddp_module._has_rebuilt_buckets = True
+
     def phase_for(self, local_index):
         if self.probe_plan:
             for name, n in self.probe_plan:
@@ -399,7 +417,7 @@ class Trainer:
         return WARMUP if self.step < self.cfg.warmup_batches else ADVERSARIAL
 
     def train_step(self, lr, hr, phase):
-        cfg, clock = self.cfg, self.clock
+        cfg = self.cfg
         if self.debug_slow and self.debug_slow[0] == self.env.rank:
             time.sleep(self.debug_slow[1])  # testing only: make this rank's own work slower
         # ---- generator
@@ -407,7 +425,7 @@ class Trainer:
         gen_hr = self.G_ddp(lr)
         loss_pixel = self.l1(gen_hr, hr)
         if phase == WARMUP:
-            clock.backward(loss_pixel)
+            self.backward(loss_pixel, self.G_ddp)
             self.opt_g.step()
             return gen_hr, {"loss_pixel": loss_pixel.item()}
         # D is used unwrapped (no DDP reduction of its gradients) and frozen: the original computed D's weight
@@ -429,7 +447,7 @@ class Trainer:
             real_features = self.vgg(hr)
         loss_content = self.l1(gen_features, real_features)
         loss_g = loss_content + cfg.lambda_adv * loss_gan + cfg.lambda_pixel * loss_pixel
-        clock.backward(loss_g)
+        self.backward(loss_g, self.G_ddp)
         self.opt_g.step()
         # ---- discriminator
         self.opt_d.zero_grad(set_to_none=True)
@@ -438,7 +456,7 @@ class Trainer:
         loss_real = self.bce(pred_real - pred_fake.mean(0, keepdim=True), valid)
         loss_fake = self.bce(pred_fake - pred_real.mean(0, keepdim=True), fake)
         loss_d = (loss_real + loss_fake) / 2
-        clock.backward(loss_d)
+        self.backward(loss_d, self.D_ddp)
         self.opt_d.step()
         return gen_hr, {"loss_pixel": loss_pixel.item(), "loss_g": loss_g.item(), "loss_d": loss_d.item(),
                         "loss_content": loss_content.item(), "loss_gan": loss_gan.item()}
@@ -534,6 +552,8 @@ class Trainer:
                 except StopIteration:  # every rank has as many batches: drain the matched flag collective
                     stop_flag()
                     break
+                except DataError as exc:
+                    raise unwrap_worker_error(exc) from None
                 lr = batch["lr"].to(self.device, non_blocking=True)
                 hr = batch["hr"].to(self.device, non_blocking=True)
                 data_seconds = time.perf_counter() - t_data

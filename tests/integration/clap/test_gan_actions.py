@@ -36,6 +36,7 @@ def gan_world(tmp_path):
         'gan_node_root: "%s/nodes/{{ inventory_hostname }}"' % tmp_path,
         "gan_dataset_dir: %s/data" % tmp_path,
         "gan_dataset_shared: true",
+        "paramount_poll_seconds: 1  # any collection variable can be set here, typed (a -e value is a string)",
     ]
     if not has_default_route():  # no ansible_default_ipv4 in the facts: the documented override
         settings += ["gan_private_address: 127.0.0.1", "gan_gloo_ifname: lo"]

@@ -66,7 +66,7 @@ class Provisioner:
         evars.update(extra)
         start = len(self.call_log())
         proc = subprocess.run(["ansible-playbook", "-i", str(self.hosts), str(self.playbook), "-e", json.dumps(evars)],
-                              env=dict(self.env, **(env or {})), cwd=str(self.tmp), capture_output=True, text=True,
+                              env=dict(self.env, PWD=str(self.tmp), **(env or {})), cwd=str(self.tmp), capture_output=True, text=True,
                               timeout=240, check=False)
         proc.calls = self.call_log()[start:]
         return proc

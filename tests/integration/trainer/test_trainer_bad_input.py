@@ -1,6 +1,5 @@
 """Bad input: a clear error naming the culprit, a non-zero exit, and an ``end`` record with ``failed``."""
 import pytest
-import torch
 
 pytestmark = pytest.mark.slow
 
@@ -44,16 +43,19 @@ def test_unreadable_first_image(tmp_path, run_inprocess, records, schema_validat
     _check(capsys, records, schema_validator, tmp_path / "o", "x", rc, str(data / "a.png"), "unreadable image")
 
 
+@pytest.mark.parametrize("workers", [0, 1])
 def test_unreadable_image_met_during_training(tmp_path, dataset_dir, run_inprocess, records,
-                                              schema_validator, capsys):
+                                              schema_validator, capsys, workers):
     data = tmp_path / "data"
     data.mkdir()
     for src in sorted(dataset_dir.glob("*.png"))[:8]:
         (data / src.name).write_bytes(src.read_bytes())
     (data / "zz_truncated.png").write_bytes((dataset_dir / "img_00000.png").read_bytes()[:200])
     rc = run_inprocess(["--data", data, "--output-dir", tmp_path / "o", "--node-name", "x", "--holdout", 0,
-                        "--no-checkpoint"])
+                        "--no-checkpoint", "--n-cpu", workers])
     _check(capsys, records, schema_validator, tmp_path / "o", "x", rc, "zz_truncated.png", "unreadable image")
+    end = [r for r in records(tmp_path / "o", "x") if r["event"] == "end"][0]
+    assert "Traceback" not in end["error"] and end["error"].startswith("unreadable image")
 
 
 def test_unknown_preset(tmp_path, dataset_dir, run_inprocess, records, schema_validator, capsys):
@@ -119,3 +121,10 @@ def test_corrupt_checkpoint_under_torchrun_fails_every_rank(tmp_path, dataset_di
     ends = [r for r in records(tmp_path / "o", "x") if r["event"] == "end"]
     assert sorted(r["rank"] for r in ends) == [0, 1]
     assert all(r["status"] == "failed" and "corrupt checkpoint" in r["error"] for r in ends)
+
+
+def test_resume_from_a_missing_file(tmp_path, dataset_dir, run_inprocess, records, schema_validator, capsys):
+    missing = tmp_path / "nowhere.pt"
+    rc = run_inprocess(["--data", dataset_dir, "--output-dir", tmp_path / "o", "--node-name", "x",
+                        "--resume", missing])
+    _check(capsys, records, schema_validator, tmp_path / "o", "x", rc, str(missing), "does not exist")

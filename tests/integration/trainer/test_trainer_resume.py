@@ -8,7 +8,6 @@ the gradient average changes, so the warm-up-only run is compared with atol 1e-5
 float32 reordering moves them by ~1e-7 relative); the adversarial phase is not comparable across world sizes
 at all (BatchNorm and the RaGAN batch means are per rank), so that case checks progress accounting only.
 """
-import os
 import signal
 import subprocess
 import sys

@@ -1,4 +1,3 @@
-import argparse
 
 import pytest
 
@@ -77,3 +76,26 @@ def test_help_lists_the_contract_options(capsys):
                    "--threads", "--seed"):
         assert option in text
     assert "--debug-slow-rank" not in text
+
+
+def test_dist_env_from_torchrun_variables():
+    from paramount_trainer.train import DistEnv
+
+    assert not DistEnv.from_environ({}).distributed
+    env = DistEnv.from_environ({"RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2",
+                                "GROUP_WORLD_SIZE": "4"})
+    assert (env.distributed, env.rank, env.world_size, env.local_rank, env.nodes) == (True, 5, 8, 1, 4)
+    env = DistEnv.from_environ({"RANK": "0", "WORLD_SIZE": "6", "LOCAL_WORLD_SIZE": "2"})
+    assert env.nodes == 3
+
+
+def test_ddp_buffer_sync_option_is_feature_detected():
+    import inspect
+
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from paramount_trainer.train import ddp_kwargs
+
+    kwargs = ddp_kwargs()
+    assert list(kwargs.values()) == [False]
+    assert next(iter(kwargs)) in inspect.signature(DDP.__init__).parameters
