@@ -57,7 +57,7 @@ class Provisioner:
         self.playbook = write_yaml(tmp_path / "pb.yml", PLAYBOOK)
         self.hosts = write_yaml(tmp_path / "hosts.yml", HOSTS)
 
-    def run(self, slots, run="r1", entry="main", env=None, **extra):
+    def run(self, slots, run="r1", entry="main", env=None, check=False, **extra):
         inv = desired(self.tmp / ("desired-%s.yml" % "-".join(s for s, _t in slots)), slots) if slots else ""
         evars = {"paramount_backend": "clap", "paramount_desired_inventory": str(inv), "paramount_run": run,
                  "paramount_local_root": str(self.tmp / "runs"), "paramount_clap_setup_action": "", "entry": entry,
@@ -65,7 +65,8 @@ class Provisioner:
                  "paramount_clap_host_vars": {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}}
         evars.update(extra)
         start = len(self.call_log())
-        proc = subprocess.run(["ansible-playbook", "-i", str(self.hosts), str(self.playbook), "-e", json.dumps(evars)],
+        argv = ["ansible-playbook", "-i", str(self.hosts), str(self.playbook), "-e", json.dumps(evars)]
+        proc = subprocess.run(argv + (["--check"] if check else []),
                               env=dict(self.env, PWD=str(self.tmp), **(env or {})), cwd=str(self.tmp), capture_output=True, text=True,
                               timeout=240, check=False)
         proc.calls = self.call_log()[start:]
@@ -116,7 +117,11 @@ def test_start_keep_grow_stop_fail_roll_back_and_tear_down(tmp_path):
     assert recap(proc)["changed"] == 0
     assert {k: v["node_id"] for k, v in p.run_nodes().items()} == {k: v["node_id"] for k, v in nodes.items()}
 
-    # 3. the chosen cluster: s1 kept, s2 new in the same CLAP cluster (grow, long forms), m1 stops after s2 answers
+    # 3. the chosen cluster: s1 kept, s2 new in the same CLAP cluster (grow, long forms), m1 stops after s2 answers;
+    # --check first: it shows the plan and only lists
+    proc = ok(p.run([("s1", "t2.small"), ("s2", "t2.small")], check=True))
+    assert {tuple(c[:2]) for c in proc.calls} == {("node", "list")} and '"start: s2 (in CLAP cluster cluster-' in proc.stdout
+    assert {k: v["node_id"] for k, v in p.run_nodes().items()} == {k: v["node_id"] for k, v in nodes.items()}
     cid = next(k for k in nodes["s1"]["tags"] if k.startswith(".cluster:"))[len(".cluster:"):]
     proc = ok(p.run([("s1", "t2.small"), ("s2", "t2.small")]))
     verbs = [c[:2] for c in proc.calls]

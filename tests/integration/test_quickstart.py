@@ -1,0 +1,60 @@
+"""optimize.yml end to end on the embedded local backend: no root, no cloud (what scripts/quickstart runs)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _ansible_playbook(args, workdir, collections_path, timeout):
+    env = dict(
+        os.environ,
+        PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        ANSIBLE_COLLECTIONS_PATH=str(collections_path),
+        ANSIBLE_FORCE_COLOR="0",
+        PARAMOUNT_WORKDIR=str(workdir),
+        PARAMOUNT_RUN="quickstart-test",
+    )
+    return subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_optimize_playbook_on_the_local_backend(tmp_path, collections_path):
+    proc = _ansible_playbook(["optimize.yml"], tmp_path, collections_path, 880)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+    results = tmp_path / "results" / "quickstart-test"
+
+    # Every probe node's .log and .out came back, named by node.
+    probe_nodes = yaml.safe_load((REPO / "inventories/local/probe-cluster.yml").read_text())["all"]["children"]["paramount_train"]["hosts"]
+    assert sorted(p.name for p in (results / "probe").iterdir()) == sorted(f"{n}.{ext}" for n in probe_nodes for ext in ("log", "out"))
+
+    plan = json.loads((results / "plan" / "plan.json").read_text())
+    chosen = plan["chosen"]
+    assert chosen and chosen["instance_type"].startswith("local.")
+    assert sorted(plan["keep"] + plan["stop"]) == sorted(probe_nodes)
+    assert "chosen:" in proc.stdout and chosen["instance_type"] in proc.stdout
+
+    ledger = json.loads((results / "ledger.json").read_text())
+    train = next(p for p in ledger["phases"] if p["phase"] == "train")
+    assert train["statuses"] == ["completed"] and train["nodes"] == chosen["nodes"]
+    assert train["types"] == [chosen["instance_type"]]
+    assert list((results / "artifacts").rglob("generator.pt")), "the final model did not come back"
+
+    # Teardown: the run's node slots are gone and none of its trainers still runs.
+    assert not (tmp_path / "runs" / "quickstart-test").exists()
+    leftover = subprocess.run(["pgrep", "-f", str(tmp_path / "runs")], capture_output=True, text=True, check=False)
+    assert leftover.stdout.strip() == "", "trainer processes outlived the run: " + leftover.stdout
+
+    # --check starts nothing and shows the plan from the results already collected.
+    check = _ansible_playbook(["optimize.yml", "--check"], tmp_path, collections_path, 300)
+    assert check.returncode == 0, (check.stdout + check.stderr)[-4000:]
+    assert "chosen:" in check.stdout
+    assert not (tmp_path / "runs" / "quickstart-test").exists()
