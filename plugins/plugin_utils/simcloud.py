@@ -87,7 +87,8 @@ def missing_requirements():
     reasons = []
     if os.geteuid() != 0:
         reasons.append("needs root (network namespaces, veth, cgroups)")
-    for tool, package in (("ip", "iproute2"), ("unshare", "util-linux"), ("nsenter", "util-linux"), ("ssh-keygen", "openssh-client"), ("ssh", "openssh-client")):
+    tools = (("ip", "iproute2"), ("unshare", "util-linux"), ("nsenter", "util-linux"), ("ssh-keygen", "openssh-client"), ("ssh", "openssh-client"))
+    for tool, package in tools:
         if shutil.which(tool) is None:
             reasons.append("%s not found (install %s)" % (tool, package))
     if not Path("/usr/sbin/sshd").exists():
@@ -146,7 +147,7 @@ def list_netns(prefix):
 
 def delete_netns(namespace):
     """Kill every process in the namespace (deleting it does not), then delete it."""
-    for _ in range(3):
+    for _attempt in range(3):
         pids = netns_pids(namespace)
         if not pids:
             break
@@ -168,7 +169,7 @@ def remove_cgroups(prefix):
     for top in _cgroup_dirs(prefix):
         children = sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True)
         for group in children + [top]:
-            for _ in range(3):
+            for _attempt in range(3):
                 try:
                     pids = [int(p) for p in (group / "cgroup.procs").read_text().split()]
                 except OSError:

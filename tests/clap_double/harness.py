@@ -72,9 +72,8 @@ def clapp(env, *args, timeout=120, cwd=None, check_rc=None):
     proc = subprocess.run(["clapp"] + [str(a) for a in args], env=env, cwd=cwd, capture_output=True,
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
     if check_rc is not None:
-        command = " ".join(map(str, args))
-        assert proc.returncode == check_rc, "clapp %s: rc %d\n%s\n%s" % (command, proc.returncode, proc.stdout[-3000:],
-                                                                          proc.stderr[-3000:])
+        why = "clapp %s: rc %d\n%s\n%s" % (" ".join(map(str, args)), proc.returncode, proc.stdout[-3000:], proc.stderr[-3000:])
+        assert proc.returncode == check_rc, why
     return proc
 
 

@@ -90,14 +90,15 @@ class TrainConfig:
                            self.hr_height, self.hr_width)
 
     def workload(self, train_samples):
-        """A stable id of what determines the work of one iteration and of the job.
+        """A stable id of what determines the work of an iteration, and of an epoch.
 
-        Readable part: preset, HR size, per-rank batch, training-set size; the hash covers the full model,
-        loss and schedule configuration (so overriding e.g. ``--filters`` yields another workload).
+        Readable part: preset, HR size, per-rank batch, training-set size; the hash covers the model sizes and
+        the VGG cut too (so overriding e.g. ``--filters`` yields another workload). The job's length (epochs,
+        warm-up steps) is not part of it: those are separate keys of the ``start`` record.
         """
         work = {
             "model": self.model.as_dict(), "vgg_layers": self.vgg_layers, "batch_size": self.batch_size,
-            "train_samples": int(train_samples), "warmup_batches": self.warmup_batches, "epochs": self.epochs,
+            "train_samples": int(train_samples),
         }
         digest = hashlib.sha256(json.dumps(work, sort_keys=True).encode()).hexdigest()[:8]
         return (f"esrgan-{self.preset}-{self.hr_height}x{self.hr_width}-b{self.batch_size}"

@@ -85,7 +85,7 @@ def test_slowed_rank_compute_seconds_exclude_allreduce_wait(tmp_path, dataset_di
     fast = [r for r in iters[0] if r["step"] >= 1]
     slowr = [r for r in iters[1] if r["step"] >= 1]
     for r in fast:
-        assert r["compute_seconds"] < r["seconds"] - 0.7 * slow, r
+        assert r["compute_seconds"] < r["seconds"] - 0.5 * slow, r
     assert {r["phase"] for r in fast} == {"warmup", "adversarial"}
     fast_sec = statistics.median(r["seconds"] for r in fast)
     fast_compute = statistics.median(r["compute_seconds"] for r in fast)

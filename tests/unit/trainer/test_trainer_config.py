@@ -54,6 +54,8 @@ def test_workload_id_is_stable_and_tracks_the_work():
     assert tiny.workload(1000) != resolve(_args("--preset", "tiny", "--batch-size", "2")).workload(1000)
     # what does not change the work does not change the id
     assert tiny.workload(1000) == resolve(_args("--preset", "tiny", "--sample-interval", "7")).workload(1000)
+    assert tiny.workload(1000) == resolve(_args("--preset", "tiny", "--epochs", "9", "--warmup-batches", "3",
+                                                "--lr", "1e-3")).workload(1000)
 
 
 def test_probe_phase_specs():
