@@ -47,7 +47,7 @@ def _step_times(stamps):
     """{phase: median seconds per step} from [(phase, end time)] in order."""
     out = {}
     for phase in ("warmup", "adversarial"):
-        idx = [i for i, (p, _) in enumerate(stamps) if p == phase]
+        idx = [i for i, (p, _unused_time) in enumerate(stamps) if p == phase]
         idx = idx[SKIP:]
         diffs = [stamps[i][1] - stamps[i - 1][1] for i in idx if i > 0 and stamps[i - 1][0] == phase]
         if diffs:
@@ -62,7 +62,7 @@ class PlainStep:
     """One ESRGAN step exactly as the trainer computes it, with nothing else around it."""
 
     def __init__(self, G, D, vgg, opt_g, opt_d, p):
-        import torch.nn as nn
+        from torch import nn
 
         self.G, self.D, self.vgg, self.opt_g, self.opt_d, self.p = G, D, vgg, opt_g, opt_d, p
         self.bce, self.l1 = nn.BCEWithLogitsLoss(), nn.L1Loss()
@@ -240,7 +240,7 @@ def run_ab(args, data, ddp):
         cmd = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc-per-node", "1", *cmd]
     else:
         cmd = [sys.executable, *cmd]
-    out = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=1800)
+    out = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=1800, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -258,7 +258,7 @@ def run_trainer(args, data, tmp, launcher, nproc=1):
     else:
         torchrun = Path(sys.executable).parent / "torchrun"
         cmd = [str(torchrun), "--standalone", "--nproc-per-node", str(nproc), "-m", "paramount_trainer", *train]
-    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=900, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
     recs = [json.loads(line) for line in (out / "b.log").read_text().splitlines()]
@@ -313,16 +313,16 @@ def main():
                 if name == "plain":
                     times = run_plain(args, data)
                 elif name == "trainer-1":
-                    times, comp, _, _ = run_trainer(args, data, tmp, "python")
+                    times, comp, _unused_batch, _unused_world = run_trainer(args, data, tmp, "python")
                 else:
-                    times, comp, _, _ = run_trainer(args, data, tmp, "torchrun", world_of[name])
+                    times, comp, _unused_batch, _unused_world = run_trainer(args, data, tmp, "torchrun", world_of[name])
                 for ph, t in times.items():
                     if t < best.get((name, ph), float("inf")):
                         best[(name, ph)] = t
                         if comp:
                             compute[(name, ph)] = comp[ph]
                 print(f"round {rnd + 1} {name:10s} " + "  ".join(f"{ph} {t * 1000:7.1f} ms/step"
-                                                               for ph, t in times.items())
+                                                                 for ph, t in times.items())
                       + f"   ({time.time() - t0:.0f} s)", flush=True)
 
     result = {"preset": args.preset, "local_batch": batch, "threads_per_rank": 1, "cpus": os.cpu_count(),

@@ -93,7 +93,7 @@ def save_checkpoint(directory, state, keep=2):
     except OSError:
         pass
     if keep and keep > 0:
-        for _, old in list_checkpoints(directory)[:-keep]:
+        for _step, old in list_checkpoints(directory)[:-keep]:
             try:
                 os.unlink(old)
             except FileNotFoundError:  # another local writer (shared dir) removed it first

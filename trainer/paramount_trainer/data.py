@@ -212,7 +212,8 @@ def make_dataset(out, n=1000, size=128, seed=0, sources="skimage"):
 
     Each crop: with probability 0.2 a jittered square around the face of a portrait (the astronaut; also Grace
     Hopper with ``sources="all"``), else a photo chosen uniformly and a random square of side
-    size..min(2.5*size, photo); then a random horizontal flip and a bicubic resize to ``size``. The same arguments and package versions give byte-identical files.
+    size..min(2.5*size, photo); then a random horizontal flip and a bicubic resize to ``size``. The same arguments
+    and package versions give byte-identical files.
     """
     if n < 1:
         raise DataError(f"-n must be >= 1, got {n}")

@@ -5,7 +5,7 @@ properties of the original that are kept (they define the measured workload): gr
 ``filters``, LeakyReLU slope 0.01 in the generator, PixelShuffle upsampling.
 """
 import torch
-import torch.nn as nn
+from torch import nn
 
 # ImageNet statistics used by the original's Normalize and by torchvision's VGG weights.
 MEAN = (0.485, 0.456, 0.406)
@@ -60,10 +60,10 @@ class GeneratorRRDB(nn.Module):
     def __init__(self, channels=3, filters=64, num_res_blocks=16, num_upsample=2):
         super().__init__()
         self.conv1 = nn.Conv2d(channels, filters, kernel_size=3, stride=1, padding=1)
-        self.res_blocks = nn.Sequential(*[ResidualInResidualDenseBlock(filters) for _ in range(num_res_blocks)])
+        self.res_blocks = nn.Sequential(*[ResidualInResidualDenseBlock(filters) for _block in range(num_res_blocks)])
         self.conv2 = nn.Conv2d(filters, filters, kernel_size=3, stride=1, padding=1)
         upsample_layers = []
-        for _ in range(num_upsample):
+        for _upsample in range(num_upsample):
             upsample_layers += [
                 nn.Conv2d(filters, filters * 4, kernel_size=3, stride=1, padding=1),
                 nn.LeakyReLU(),

@@ -14,7 +14,7 @@ import traceback
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn as nn
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
@@ -168,7 +168,7 @@ def parse_probe_phases(text):
         part = part.strip()
         if not part:
             continue
-        name, _, count = part.partition(":")
+        name, _sep, count = part.partition(":")
         name = name.strip()
         if name not in (WARMUP, ADVERSARIAL):
             raise ConfigError(f"--probe-phases: unknown phase {name!r} (use warmup and adversarial)")
@@ -179,7 +179,7 @@ def parse_probe_phases(text):
         if n < 0:
             raise ConfigError(f"--probe-phases: negative count in {part!r}")
         plan.append((name, n))
-    if sum(n for _, n in plan) < 1:
+    if sum(n for _phase, n in plan) < 1:
         raise ConfigError(f"--probe-phases {text!r} runs no step")
     return plan
 
@@ -187,7 +187,7 @@ def parse_probe_phases(text):
 def parse_debug_slow(text):
     if not text:
         return None
-    rank, _, seconds = str(text).partition(":")
+    rank, _sep, seconds = str(text).partition(":")
     try:
         return int(rank), float(seconds)
     except ValueError:
@@ -230,7 +230,7 @@ class Trainer:
         self.probe_plan = parse_probe_phases(args.probe_phases) if args.probe_phases else None
         self.max_iterations = args.max_iterations
         if self.probe_plan:
-            total = sum(n for _, n in self.probe_plan)
+            total = sum(n for _phase, n in self.probe_plan)
             self.max_iterations = min(total, self.max_iterations) if self.max_iterations else total
         # a forced-phase probe is not real progress: it neither reads nor writes checkpoints
         self.checkpointing = not args.no_checkpoint and not self.probe_plan
@@ -618,8 +618,6 @@ class Trainer:
             self.save_checkpoint("completed")
         elif self.iterations_done:
             self.save_checkpoint("stop" if not self.stop.requested else f"stop on {self.stop.signal_name}")
-
-
 
 
 # --------------------------------------------------------------------------------------------------------

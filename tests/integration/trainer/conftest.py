@@ -65,7 +65,7 @@ def run_torchrun():
         env.update(extra_env or {})
         cmd = [str(TORCHRUN), "--standalone", "--nproc-per-node", str(nproc), "--max-restarts", "0",
                "-m", "paramount_trainer", "train", *TINY, *map(str, args)]
-        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     return run
 
 
@@ -75,7 +75,7 @@ def run_python():
 
     def run(args, timeout=120):
         cmd = [sys.executable, "-m", "paramount_trainer", *map(str, args)]
-        return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=timeout, check=False)
     return run
 
 

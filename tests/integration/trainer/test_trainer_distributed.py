@@ -104,7 +104,7 @@ def test_slowed_rank_compute_seconds_exclude_allreduce_wait(tmp_path, dataset_di
 
 
 def test_sigterm_to_torchrun_stops_every_rank_after_the_same_step(tmp_path, dataset_dir, records, tiny_args,
-                                                                   trainer_env):
+                                                                  trainer_env):
     """The way an orchestrator stops a job: SIGTERM to torchrun, which forwards it to the workers. The ranks
     agree on the stop, write one checkpoint of the same step and end with `stopped`."""
     import os
@@ -130,7 +130,7 @@ def test_sigterm_to_torchrun_stops_every_rank_after_the_same_step(tmp_path, data
             time.sleep(0.1)
         assert proc.poll() is None, "the job ended before it could be stopped"
         proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=60)
+        output, _unused_stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)  # the session this test started: torchrun and its workers

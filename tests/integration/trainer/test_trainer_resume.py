@@ -44,14 +44,14 @@ def uninterrupted(tmp_path_factory, dataset_dir, tiny_args, records):
     read_log = records
     out = tmp_path_factory.mktemp("uninterrupted")
     assert main(["train", *tiny_args, *map(str, ["--data", dataset_dir, "--output-dir", out, "--node-name", "u",
-                                            *COMMON])]) == 0
+                                                 *COMMON])]) == 0
     ends = [r for r in read_log(out, "u") if r["event"] == "end"]
     assert ends[-1]["status"] == "completed" and ends[-1]["step"] == 16
     return out
 
 
 def test_resume_after_max_iterations_equals_uninterrupted(tmp_path, dataset_dir, uninterrupted, run_inprocess,
-                                                           records):
+                                                          records):
     read_log = records
     out = tmp_path / "out"
     base = ["--data", dataset_dir, "--output-dir", out, "--node-name", "r", *COMMON]
@@ -90,7 +90,7 @@ def test_sigterm_checkpoints_and_resume_equals_uninterrupted(tmp_path, dataset_d
             time.sleep(0.1)
         assert proc.poll() is None, "the run ended before it could be interrupted"
         proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=60)
+        output, _unused_stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()

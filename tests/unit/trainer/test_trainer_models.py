@@ -1,6 +1,6 @@
 import pytest
 import torch
-import torch.nn as nn
+from torch import nn
 
 from paramount_trainer.models import (Discriminator, FeatureExtractor, GeneratorRRDB, count_parameters,
                                       denormalize, load_vgg_features, vgg19_features_prefix)
