@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Orchestration overhead of optimize.yml on the simulated cloud (3 probe nodes), split by phase.
 
     sudo .venv/bin/python benchmarks/orchestration_overhead.py [--setting KEY=VALUE ...] [--repeat N]

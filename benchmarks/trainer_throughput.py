@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Throughput of the instrumented trainer against a plain training loop, and 2-rank scaling, on this machine.
 
 Measured in one run, all on CPU with one torch thread per process:

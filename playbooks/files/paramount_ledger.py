@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Cost ledger of a run: what each phase really cost (node-seconds x price) against the plan.
 
     paramount_ledger.py RESULTS_DIR CATALOG_CSV

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Run one node's trainer command with a time limit, a PID file and, optionally, a CPU share.
 
     paramount_launch.py --pidfile F --max-seconds S [--cpu-share 0.3] -- torchrun ...
