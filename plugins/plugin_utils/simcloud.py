@@ -331,16 +331,27 @@ class SimCloud:
             _run(["ip", "-n", ns] + argv)
 
     def _make_cgroups(self):
-        for sim_type in SIM_TYPES.values():
-            cpu = CGROUP_ROOT / "cpu" / self.prefix / sim_type.name
-            cpu.mkdir(parents=True, exist_ok=True)
-            (cpu / "cpu.cfs_period_us").write_text(str(CPU_PERIOD_US))
-            (cpu / "cpu.cfs_quota_us").write_text(str(int(sim_type.cpu * CPU_PERIOD_US)))
-            mem_base = CGROUP_ROOT / "memory"
-            if mem_base.is_dir():
-                mem = mem_base / self.prefix / sim_type.name
-                mem.mkdir(parents=True, exist_ok=True)
-                (mem / "memory.limit_in_bytes").write_text(str(sim_type.memory_mib * 1024 * 1024))
+        """The cloud's own cgroups (no limit); each host gets a child with its type's limits."""
+        for controller in ("cpu", "memory"):
+            if (CGROUP_ROOT / controller).is_dir():
+                (CGROUP_ROOT / controller / self.prefix).mkdir(exist_ok=True)
+
+    def _instance_cgroups(self, instance_type, instance_id):
+        """One cgroup per host, <prefix>/<type>/<instance id>: every instance gets its own CPU quota and
+        memory limit (a per-type group would make all instances of a type share one)."""
+        sim_type = SIM_TYPES[instance_type]
+        groups = []
+        cpu = CGROUP_ROOT / "cpu" / self.prefix / instance_type / instance_id
+        cpu.mkdir(parents=True, exist_ok=True)
+        (cpu / "cpu.cfs_period_us").write_text(str(CPU_PERIOD_US))
+        (cpu / "cpu.cfs_quota_us").write_text(str(int(sim_type.cpu * CPU_PERIOD_US)))
+        groups.append(cpu)
+        if (CGROUP_ROOT / "memory").is_dir():
+            mem = CGROUP_ROOT / "memory" / self.prefix / instance_type / instance_id
+            mem.mkdir(parents=True, exist_ok=True)
+            (mem / "memory.limit_in_bytes").write_text(str(sim_type.memory_mib * 1024 * 1024))
+            groups.append(mem)
+        return groups
 
     def _spawn(self, key, argv, log_name, env=None):
         log = open(self.state_dir / log_name, "ab")  # pylint: disable=consider-using-with
@@ -461,10 +472,8 @@ class SimCloud:
             )
         finally:
             log.close()
-        for controller in ("cpu", "memory"):
-            procs = CGROUP_ROOT / controller / self.prefix / instance_type / "cgroup.procs"
-            if controller == "cpu" or procs.parent.is_dir():  # the CPU quota is what makes a type a type
-                procs.write_text(str(proc.pid))
+        for group in self._instance_cgroups(instance_type, instance_id):
+            (group / "cgroup.procs").write_text(str(proc.pid))
         record = {
             "instance_id": instance_id, "private_ip": str(address), "instance_type": instance_type,
             "hostname": hostname, "name": name or "", "namespace": namespace, "veth": veth, "sshd_pid": proc.pid,
@@ -479,6 +488,14 @@ class SimCloud:
         kill_pids([record.get("sshd_pid", 0)])
         delete_netns(record["namespace"])
         _run(["ip", "-n", self.controller_ns, "link", "del", record["veth"]], check=False)
+        for controller in ("cpu", "memory"):
+            group = CGROUP_ROOT / controller / self.prefix / record["instance_type"] / record["instance_id"]
+            if group.is_dir():
+                kill_pids([int(p) for p in (group / "cgroup.procs").read_text().split()])
+                try:
+                    group.rmdir()
+                except OSError:
+                    pass
         host_dir = self._instances_dir() / record["instance_id"]
         shutil.rmtree(host_dir, ignore_errors=True)
         host_dir.with_suffix(".json").unlink(missing_ok=True)

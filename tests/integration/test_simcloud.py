@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from ansible_collections.paramount.cluster.plugins.plugin_utils import simcloud
+
 from .conftest import start_cloud
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(300)]
@@ -70,8 +72,11 @@ def test_boto3_instance_is_an_ssh_host_of_its_type(sim_cloud):
     assert launched["rc"] == 0, launched["stderr"]
     hostname, *rest = launched["stdout"].splitlines()
     assert hostname == "ip-" + launched["ip"].replace(".", "-")
-    # The login shell runs in the cgroup of its type, so it inherits the type's CPU quota.
-    assert any(line.endswith(":cpu:/%s/sim.small" % sim_cloud.prefix) for line in rest), rest
+    # The login shell runs in the host's own cgroup (under its type), so it inherits the type's CPU quota.
+    cpu_group = "/%s/sim.small/%s" % (sim_cloud.prefix, launched["instance_id"])
+    assert any(line.endswith(":cpu:" + cpu_group) for line in rest), rest
+    quota = simcloud.CGROUP_ROOT / "cpu" / cpu_group.lstrip("/") / "cpu.cfs_quota_us"
+    assert int(quota.read_text()) == int(simcloud.SIM_TYPES["sim.small"].cpu * simcloud.CPU_PERIOD_US)
     assert "tmpfs" in rest, "node-private /srv is missing"
 
     host = {h["instance_id"]: h for h in sim_cloud.hosts()}[launched["instance_id"]]
@@ -80,6 +85,7 @@ def test_boto3_instance_is_an_ssh_host_of_its_type(sim_cloud):
     proc = sim_cloud.run([sys.executable, "-c", TERMINATE, launched["instance_id"]], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert _wait_gone(sim_cloud, launched["instance_id"]), "the host outlived its terminated instance"
+    assert not quota.parent.exists(), "the host's cgroup outlived it"
     namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
     assert host["namespace"] not in namespaces
 
