@@ -27,3 +27,21 @@ def _link_collection():
 
 
 _link_collection()
+
+
+def _import_torch_dynamo_before_ansible():
+    """Import torch._dynamo before any test imports Ansible.
+
+    On Python < 3.12 ansible-core 2.19 replaces ``sys.intern`` by a callable object (it rejects ``str``
+    subclasses there). torch._dynamo, which torch imports lazily (torch.load, the optimisers), registers a
+    substitute for ``sys.intern`` and raises ``TypeError: substitute_in_graph expects a function`` if it meets
+    Ansible's object. Nothing in the product runs the trainer and Ansible in one process; this test session
+    does, so dynamo goes first.
+    """
+    try:
+        import torch._dynamo  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
+    except ImportError:  # a controller-only environment without torch: the trainer tests skip or fail on their own
+        pass
+
+
+_import_torch_dynamo_before_ansible()
