@@ -70,7 +70,8 @@ def run_once(settings, workdir):
         cloud.down()
     if proc.returncode != 0:
         sys.exit("optimize.yml failed (rc %d):\n%s" % (proc.returncode, (proc.stdout + proc.stderr)[-3000:]))
-    report = json.loads(proc.stdout[proc.stdout.index("{"):])
+    # The json callback's document, followed by whatever other callbacks (profile_tasks) print after it.
+    report, _end = json.JSONDecoder().raw_decode(proc.stdout, proc.stdout.index("{"))
     results = Path(workdir) / "results" / "overhead"
     trainer = {"Probe": trainer_seconds(results / "probe"), "Train": trainer_seconds(results / "train")}
     rows = []
