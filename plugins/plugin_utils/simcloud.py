@@ -480,7 +480,7 @@ class SimCloud:
         }
         (host_dir.with_suffix(".json")).write_text(json.dumps(record, indent=2))
         self._write_hosts_file()
-        if not _wait_port(self, str(address), 22, 10.0):
+        if not _wait_port(str(address), 22, 10.0):
             raise SimCloudError("sshd of %s (%s) did not listen within 10 s; see %s" % (instance_id, address, host_dir))
         return record
 
@@ -545,9 +545,8 @@ class SimCloud:
 _PORT_PROBE = "import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1).close()"
 
 
-def _wait_port(cloud, address, port, timeout):
+def _wait_port(address, port, timeout):
     """Wait until address:port accepts connections, probing from this process's namespace."""
-    del cloud
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
