@@ -57,6 +57,10 @@ def add_train_arguments(p):
                    help="auto: nccl on CUDA, gloo on CPU")
     g.add_argument("--dist-timeout", type=float, default=1800.0, metavar="S",
                    help="collective timeout in seconds (default: 1800)")
+    g.add_argument("--elastic", action="store_true",
+                   help="running under torchrun elastic (--nnodes MIN:MAX): a stop before the job is done (a "
+                        "membership change, a peer's or this node's SIGTERM) exits with code 3 after the "
+                        "checkpoint, so the agents re-form the group and resume instead of finishing")
     g.add_argument("--print-interval", type=int, default=10, metavar="N",
                    help="progress line every N steps in <node>.out (default: 10)")
     g.add_argument("--quiet", action="store_true", help="do not echo progress to stdout")

@@ -10,6 +10,7 @@ import signal
 import sys
 import time
 import traceback
+import uuid
 
 import numpy as np
 import torch
@@ -124,6 +125,9 @@ def ddp_kwargs():
         return {"forward_sync_buffers": False}
     return {"broadcast_buffers": False}
 
+
+# Exit code of an elastic worker that stopped (checkpoint written) before the job was done.
+EXIT_UNFINISHED = 3
 
 # --------------------------------------------------------------------------------------------------------
 # stop requests
@@ -505,8 +509,10 @@ class Trainer:
         n = len(self.train_set)
         self.workload = cfg.workload(n)
         ipe = math.ceil(math.ceil(n / env.world_size) / cfg.batch_size)
+        # one id per formed group: under torchrun elastic every membership change starts a new formation
+        formation = self.coll.broadcast(uuid.uuid4().hex[:12] if env.rank == 0 else None)
         self.log.record(
-            "start", instance_type=self.args.instance_type, local_rank=env.local_rank,
+            "start", instance_type=self.args.instance_type, local_rank=env.local_rank, formation=formation,
             world_size=env.world_size, nodes=env.nodes, local_batch=cfg.batch_size, samples_per_epoch=n,
             iterations_per_epoch=ipe, epochs=cfg.epochs, warmup_iterations=cfg.warmup_batches,
             workload=self.workload, preset=cfg.preset, hr_height=cfg.hr_height, hr_width=cfg.hr_width,
@@ -582,7 +588,8 @@ class Trainer:
                         f"(compute {compute:.3f} s)")
                 iteration += 1
                 if stop_now:
-                    stop_reason = "signal"
+                    # "peer": another rank was asked to stop (its node leaves, or its agent re-forms the group)
+                    stop_reason = "signal" if self.stop.requested else "peer"
                 elif self.max_iterations and self.iterations_done >= self.max_iterations:
                     stop_reason = "max-iterations"
                 if stop_reason or self.samples_in_epoch >= epoch_positions:
@@ -638,6 +645,7 @@ def run_train(args):
     status = "failed"
     error = None
     end_fields = {}
+    unfinished = False
     try:
         threads = max(1, int(args.threads))
         torch.set_num_threads(threads)
@@ -677,6 +685,9 @@ def run_train(args):
         if env.distributed:
             dist.barrier()
             dist.destroy_process_group()
+        # Under torchrun elastic an agent whose workers all exit 0 believes the job is done, leaves and closes
+        # the rendezvous for everyone: an unfinished stop must look like a failure so the group re-forms.
+        unfinished = bool(args.elastic and status == "stopped" and not args.max_iterations and not trainer.probe_plan)
         return_code = 0
     except TrainerError as exc:
         error = str(exc)
@@ -712,7 +723,7 @@ def run_train(args):
                 logger.progress(f"end: {status} after {end_fields.get('iterations', 0)} iterations in this "
                                 f"process, step {end_fields.get('step')}")
             logger.close()
-    return return_code
+    return EXIT_UNFINISHED if return_code == 0 and unfinished else return_code
 
 
 def select_device(choice, env):

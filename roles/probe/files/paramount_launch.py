@@ -5,8 +5,8 @@
 The command runs in its own process group. With --cpu-share below 1 the launcher lets that group run
 for `share` of every period and stops it (SIGSTOP) for the rest: this is how the `local` backend makes a
 slower instance type measurably slower without root and without touching the trainer. SIGTERM to the
-launcher is forwarded to the group (the trainer checkpoints and exits); past --max-seconds the group
-gets SIGTERM, then SIGKILL. If the launcher itself is killed, the kernel sends the command SIGTERM.
+launcher is forwarded to the command (torchrun passes it to the trainer, which checkpoints and exits); past
+--max-seconds the command gets SIGTERM, and the group SIGKILL after --grace-seconds. If the launcher itself is killed, the kernel sends the command SIGTERM.
 Exit status: the command's.
 """
 import argparse
@@ -41,6 +41,8 @@ def main(argv=None):
     parser.add_argument("--max-seconds", type=float, required=True)
     parser.add_argument("--cpu-share", type=float, default=1.0)
     parser.add_argument("--period", type=float, default=0.1)
+    parser.add_argument("--grace-seconds", type=float, default=45.0,
+                        help="after SIGTERM, SIGKILL the group past this (torchrun gives its workers 30 s)")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -55,8 +57,13 @@ def main(argv=None):
     terminating = {"since": None}
 
     def _forward(_signum, _frame):
+        # Only the command itself: torchrun's agent passes SIGTERM on to its workers once. A second SIGTERM
+        # straight from here would make the trainer exit before its checkpoint.
         _signal_group(child.pid, signal.SIGCONT)
-        _signal_group(child.pid, signal.SIGTERM)
+        try:
+            os.kill(child.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
         terminating["since"] = terminating["since"] or time.monotonic()
 
     signal.signal(signal.SIGTERM, _forward)
@@ -71,7 +78,7 @@ def main(argv=None):
             print("paramount_launch: time limit of %.0f s reached, stopping the trainer" % args.max_seconds, file=sys.stderr)
             _forward(None, None)
         if terminating["since"] is not None:
-            if now - terminating["since"] > 30:
+            if now - terminating["since"] > args.grace_seconds:
                 _signal_group(child.pid, signal.SIGKILL)
             time.sleep(0.1)
             continue
