@@ -503,7 +503,8 @@ def plot_timeline(path, rows, decisions):
         bottoms = [b + c for b, c in zip(bottoms, counts)]
     axes[0].set_ylabel("nodes")
     axes[0].legend(loc="upper right", fontsize=8)
-    axes[1].step([r["start"] - t0 for r in rows], [r["throughput"] or 0 for r in rows], where="post")
+    axes[1].step([r["start"] - t0 for r in rows] + [rows[-1]["end"] - t0],
+                 [r["throughput"] or 0 for r in rows] + [rows[-1]["throughput"] or 0], where="post")
     axes[1].set_ylabel("samples / s")
     axes[2].plot([t0 - t0] + [r["end"] - t0 for r in rows], [0.0] + [r["cost_so_far"] for r in rows], marker="o")
     axes[2].set_ylabel("cost so far")
@@ -650,6 +651,7 @@ class Controller:
         self.state = None
         self.decisions = []
         self._missing = set()
+        self._pending = None
         self._records = []
         self._proc_formation = {}
 
@@ -789,8 +791,12 @@ class Controller:
                 plan = self.cluster.plan(self._plan_input(state), os.path.join(self.dir, "round-%03d" % self.round,
                                                                                  "plan"),
                                          self._desired_file("current-%03d.json" % self.round, self.desired))
+            # an operator's request waits until a round can judge it (not while measuring or re-forming)
+            self._pending = self._pending or self._request()
             decision = decide(state, plan, self.desired, self.prices, self.guardrails, self.policy, self.clock(),
-                              self.last_change, self.expected, lost, self._request())
+                              self.last_change, self.expected, lost, self._pending)
+            if decision.action not in ("wait", "restore"):
+                self._pending = None
             self.log(decision)
             if decision.action == "finish":
                 outcome = "completed"

@@ -24,8 +24,9 @@ import sys
 import time
 
 
-def serve(host, port, pidfile=None, max_seconds=86400.0, ready_file=None):
-    """Host a TCPStore on host:port until a signal or max_seconds; returns 0."""
+def serve(host, port, pidfile=None, max_seconds=86400.0, ready_file=None, use_libuv=False):
+    """Host a TCPStore on host:port until a signal or max_seconds; returns 0. The classic (non-libuv) server by
+    default: on the simulated cloud, a node whose network vanished stalled the libuv server's other clients."""
     from torch.distributed import TCPStore  # pylint: disable=import-outside-toplevel
 
     stop = {"now": False}
@@ -36,7 +37,7 @@ def serve(host, port, pidfile=None, max_seconds=86400.0, ready_file=None):
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     store = TCPStore(host, int(port), is_master=True, wait_for_workers=False,
-                     timeout=datetime.timedelta(seconds=60), multi_tenant=True)
+                     timeout=datetime.timedelta(seconds=60), multi_tenant=True, use_libuv=use_libuv)
     if pidfile:
         with open(pidfile, "w", encoding="ascii") as handle:
             handle.write("%d\n" % os.getpid())

@@ -330,6 +330,32 @@ class SimCloud:
         ):
             _run(["ip", "-n", ns] + argv)
 
+    def cpu_overrides(self):
+        """{type: share of a CPU} set by ``set_cpu`` (a type whose speed changed)."""
+        path = self.state_dir / "cpu-overrides.json"
+        try:
+            return {k: float(v) for k, v in json.loads(path.read_text()).items()}
+        except (OSError, ValueError, AttributeError):
+            return {}
+
+    def set_cpu(self, instance_type, share):
+        """Change the speed of a type while its hosts run (benchmarks): every running host of that type and
+        every later one gets ``share`` of a CPU. Returns the instance ids changed."""
+        if instance_type not in SIM_TYPES:
+            raise SimCloudError("unknown sim type %r (known: %s)" % (instance_type, ", ".join(sorted(SIM_TYPES))))
+        if not 0 < float(share) <= 1:
+            raise SimCloudError("CPU share must be in (0, 1], got %s" % share)
+        overrides = self.cpu_overrides()
+        overrides[instance_type] = float(share)
+        (self.state_dir / "cpu-overrides.json").write_text(json.dumps(overrides))
+        changed = []
+        type_dir = CGROUP_ROOT / "cpu" / self.prefix / instance_type
+        if type_dir.is_dir():
+            for group in sorted(p for p in type_dir.iterdir() if p.is_dir()):
+                (group / "cpu.cfs_quota_us").write_text(str(int(float(share) * CPU_PERIOD_US)))
+                changed.append(group.name)
+        return changed
+
     def _make_cgroups(self):
         """The cloud's own cgroups (no limit); each host gets a child with its type's limits."""
         for controller in ("cpu", "memory"):
@@ -344,7 +370,8 @@ class SimCloud:
         cpu = CGROUP_ROOT / "cpu" / self.prefix / instance_type / instance_id
         cpu.mkdir(parents=True, exist_ok=True)
         (cpu / "cpu.cfs_period_us").write_text(str(CPU_PERIOD_US))
-        (cpu / "cpu.cfs_quota_us").write_text(str(int(sim_type.cpu * CPU_PERIOD_US)))
+        share = self.cpu_overrides().get(instance_type, sim_type.cpu)
+        (cpu / "cpu.cfs_quota_us").write_text(str(int(share * CPU_PERIOD_US)))
         groups.append(cpu)
         if (CGROUP_ROOT / "memory").is_dir():
             mem = CGROUP_ROOT / "memory" / self.prefix / instance_type / instance_id
@@ -631,6 +658,10 @@ def main(argv=None):
     run.add_argument("argv", nargs=argparse.REMAINDER)
     status = sub.add_parser("status", help="print the hosts that exist")
     status.add_argument("--state-dir", required=True)
+    set_cpu = sub.add_parser("set-cpu", help="change a type's CPU share, running hosts included")
+    set_cpu.add_argument("--state-dir", required=True)
+    set_cpu.add_argument("instance_type")
+    set_cpu.add_argument("share", type=float)
     for hidden in ("_seed", "_reconcile"):
         sub.add_parser(hidden).add_argument("--state-dir", required=True)
     args = parser.parse_args(argv)
@@ -650,6 +681,8 @@ def main(argv=None):
             return subprocess.call(cloud.controller_argv(command), env=env)
         elif args.command == "status":
             print(json.dumps(SimCloud(args.state_dir).hosts(), indent=2))
+        elif args.command == "set-cpu":
+            print(json.dumps(SimCloud(args.state_dir).set_cpu(args.instance_type, args.share)))
         elif args.command == "_seed":
             print(json.dumps(_seed(SimCloud(args.state_dir))))
         elif args.command == "_reconcile":

@@ -521,7 +521,7 @@ class Trainer:
             probe=bool(self.max_iterations), max_iterations=self.max_iterations,
             probe_phases=self.args.probe_phases, resume_epoch=self.epoch, resume_step=self.step,
             resume_samples_seen=self.samples_seen, torch=torch.__version__,
-            local_world_size=env.local_world_size, pid=os.getpid(),
+            local_world_size=env.local_world_size, pid=os.getpid(), agent_pid=os.getppid(),
         )
         self.log.progress(f"start {self.workload}: world size {env.world_size} on {env.nodes} node(s), "
                           f"{n} training images ({len(self.holdout_set)} held out), {ipe} iterations/epoch, "
