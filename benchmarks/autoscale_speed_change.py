@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Re-planning while training against a static plan, when a node type's speed changes mid-run (sim cloud, root).
 
     .venv/bin/python benchmarks/autoscale_speed_change.py [--epochs 12] [--slow-to 0.08] [--change-after 60]
@@ -15,9 +14,7 @@ Both trainings run in one invocation, one after the other on the same cloud; the
 """
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -153,8 +150,8 @@ def main():
         print("| run | time (s) | cost (USD) | completed | changes |")
         print("|---|---|---|---|---|")
         for row in rows:
-            print("| %s | %.1f | %.6f | %s | %d |" % (row["mode"], row["seconds"], row["cost"], row["completed"],
-                                                   len(row["changes"])))
+            print("| %s | %.1f | %.6f | %s | %d |"
+                  % (row["mode"], row["seconds"], row["cost"], row["completed"], len(row["changes"])))
         print("dynamic / static: time x%.2f, cost x%.2f (%s slowed to %.2f CPU after %.0f s of training)"
               % (dynamic["seconds"] / static["seconds"], dynamic["cost"] / static["cost"], chosen["instance_type"],
                  args.slow_to, args.change_after))

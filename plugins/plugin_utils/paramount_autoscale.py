@@ -285,6 +285,10 @@ def decide(state, plan, desired, prices, guardrails, policy, now, last_change=No
     figures.update(seconds_per_iteration=spi, world_size=form.world_size,
                    hourly_cost=round(form.hourly_cost(prices), 6),
                    steady_iterations=form.steady_iterations())
+    if form.ended:
+        statuses = sorted({str(r.get("status")) for r in form.ended.values()})
+        return Decision("wait", "the running group ended (%s): its agents re-form it" % ", ".join(statuses),
+                        figures=figures)
     if set(form.hosts) != set(desired):
         return Decision("wait", "the group is re-forming (running %s, wanted %s)"
                         % (",".join(sorted(form.hosts)), ",".join(sorted(desired))), figures=figures)
@@ -317,9 +321,9 @@ def decide(state, plan, desired, prices, guardrails, policy, now, last_change=No
     current_type = form.homogeneous()
     if current_type == target["instance_type"] and len(form.hosts) == target["nodes"]:
         if drift is not None and abs(drift) > policy.threshold:
-            return Decision("hold", "measured %.3f s/iteration is %+.0f%% off the prediction %.3f s, but the %s "
-                            "still chooses the running cluster" % (spi, 100 * drift, expected["seconds_per_iteration"],
-                                                                    source), target=target, figures=figures)
+            why = ("measured %.3f s/iteration is %+.0f%% off the prediction %.3f s, but the %s still chooses the "
+                   "running cluster" % (spi, 100 * drift, expected["seconds_per_iteration"], source))
+            return Decision("hold", why, target=target, figures=figures)
         return Decision("hold", "the running cluster is the %s" % source, target=target, figures=figures)
     if target.get("seconds_per_iteration") is None:
         return Decision("hold", "%s has no predicted seconds per iteration" % source, target=target, figures=figures)
@@ -335,10 +339,10 @@ def decide(state, plan, desired, prices, guardrails, policy, now, last_change=No
                    gain=round(gain, 4))
     unit = "cost" if policy.objective == "cost" else "time"
     if last_change is not None and now - last_change < guardrails.cooldown_seconds:
-        return Decision("hold", "%s would save %.0f%% of the remaining %s, but the cooldown of %.0f s since the "
-                        "last change has %.0f s left" % (source, 100 * gain, unit, guardrails.cooldown_seconds,
-                                                        guardrails.cooldown_seconds - (now - last_change)),
-                        target=target, figures=figures)
+        left = guardrails.cooldown_seconds - (now - last_change)
+        why = ("%s would save %.0f%% of the remaining %s, but the cooldown of %.0f s since the last change has "
+               "%.0f s left" % (source, 100 * gain, unit, guardrails.cooldown_seconds, left))
+        return Decision("hold", why, target=target, figures=figures)
     drifted = drift is not None and abs(drift) > policy.threshold
     if gain > policy.margin or (drifted and gain > 0):
         why = ("saves %.0f%% of the remaining %s (margin %.0f%%)" % (100 * gain, unit, 100 * policy.margin)
@@ -346,6 +350,9 @@ def decide(state, plan, desired, prices, guardrails, policy, now, last_change=No
                "measured %.3f s/iteration is %+.0f%% off the prediction and it saves %.0f%% of the remaining %s"
                % (spi, 100 * drift, 100 * gain, unit))
         return Decision("replace", "%s: %s" % (source, why), target=target, figures=figures)
+    if gain <= 0:
+        return Decision("hold", "%s would cost %.0f%% more of the remaining %s than the running cluster"
+                        % (source, -100 * gain, unit), target=target, figures=figures)
     return Decision("hold", "%s would save only %.1f%% of the remaining %s (margin %.0f%%)"
                     % (source, 100 * gain, unit, 100 * policy.margin), target=target, figures=figures)
 
@@ -569,8 +576,8 @@ class AnsibleCluster:
         seconds = time.monotonic() - started
         log_path = os.path.join(self.results_dir, "autoscale", "ansible.log")
         with open(log_path, "a", encoding="utf-8") as handle:
-            handle.write("\n#### %s (rc %d, %.1f s)\n%s\n%s" % (" ".join(argv), proc.returncode, seconds,
-                                                                 proc.stdout[-20000:], proc.stderr[-5000:]))
+            handle.write("\n#### %s (rc %d, %.1f s)\n%s\n%s"
+                         % (" ".join(argv), proc.returncode, seconds, proc.stdout[-20000:], proc.stderr[-5000:]))
         if check and proc.returncode != 0:
             tail = [l for l in (proc.stdout + proc.stderr).splitlines() if "FAILED" in l or "fatal" in l
                     or "ERROR" in l][-3:]
@@ -692,7 +699,7 @@ class Controller:
         os.makedirs(folder)
         form = state.current
         running_types = set(form.hosts.values())
-        live = self._records_of(form)
+        live = [r for r in self._records_of(form) if r.get("event") != "end"]
         for host in form.hosts:
             with open(os.path.join(folder, "live-%s.log" % host), "w", encoding="utf-8") as handle:
                 for rec in live:
@@ -748,11 +755,11 @@ class Controller:
         except AutoscaleError as exc:
             # a failed change keeps the old cluster: stop what this attempt started
             with_suppressed(lambda: self.cluster.leave(start))
-            with_suppressed(lambda: self.cluster.shrink(self._desired_file("desired-%03d.json" % self.round,
-                                                                            self.desired)))
-            self.log(Decision("failed", "replacing with %s x %d failed: %s; the nodes this attempt started were "
-                              "stopped, the old cluster keeps training" % (target["instance_type"], target["nodes"],
-                                                                          exc), target=target))
+            old_path = self._desired_file("desired-%03d.json" % self.round, self.desired)
+            with_suppressed(lambda: self.cluster.shrink(old_path))
+            why = ("replacing with %s x %d failed: %s; the nodes this attempt started were stopped, the old cluster "
+                   "keeps training" % (target["instance_type"], target["nodes"], exc))
+            self.log(Decision("failed", why, target=target))
             self.last_change = self.clock()
             return False
         if stop:
@@ -785,11 +792,11 @@ class Controller:
             lost = self.observe()
             state = self.state
             plan = None
-            if not state.completed and not lost and state.current is not None \
+            if not state.completed and not lost and state.current is not None and not state.current.ended \
                     and set(state.current.hosts) == set(self.desired) \
                     and state.current.steady_iterations() >= self.policy.min_iterations:
-                plan = self.cluster.plan(self._plan_input(state), os.path.join(self.dir, "round-%03d" % self.round,
-                                                                                 "plan"),
+                round_dir = os.path.join(self.dir, "round-%03d" % self.round)
+                plan = self.cluster.plan(self._plan_input(state), os.path.join(round_dir, "plan"),
                                          self._desired_file("current-%03d.json" % self.round, self.desired))
             # an operator's request waits until a round can judge it (not while measuring or re-forming)
             self._pending = self._pending or self._request()

@@ -193,6 +193,9 @@ def test_restores_a_killed_node_and_refuses_a_request_above_the_guardrails(sim_c
         assert 1 in sizes_after_kill, sizes_after_kill  # went on at the smaller size
         assert sizes_after_kill[-1] == 2, sizes_after_kill  # and the count was restored
         assert state.completed and state.samples_seen >= state.total_samples
+        summary = json.loads((work / "results" / run / "autoscale" / "summary.json").read_text())
+        # the vanished node took at most one checkpoint interval of progress with it
+        assert all(item["within_interval"] for item in summary["lost_progress"]), summary["lost_progress"]
 
         log = decisions(work, run)
         actions = [d["action"] for d in log]

@@ -129,6 +129,7 @@ def ddp_kwargs():
 # Exit code of an elastic worker that stopped (checkpoint written) before the job was done.
 EXIT_UNFINISHED = 3
 
+
 # --------------------------------------------------------------------------------------------------------
 # stop requests
 

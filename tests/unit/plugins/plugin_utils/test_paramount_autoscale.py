@@ -87,7 +87,7 @@ def test_hold_when_the_gain_is_below_the_margin():
     hosts = {"m1": "sim.medium"}
     state = state_of(hosts, spi=1.0)
     # the other configuration is only a little cheaper per sample
-    d = a.decide(state, plan_with("sim.small", 1, spi=1.75), hosts, PRICES, GUARD, POLICY, now=1000.0)
+    d = a.decide(state, plan_with("sim.small", 1, spi=1.6), hosts, PRICES, GUARD, POLICY, now=1000.0)
     assert d.action == "hold" and "only" in d.reason
 
 
@@ -242,3 +242,13 @@ def test_controller_keeps_the_old_cluster_when_joining_fails(tmp_path):
     log = [json.loads(line) for line in (tmp_path / "autoscale" / a.DECISIONS_FILE).read_text().splitlines()]
     failed = [d for d in log if d["action"] == "failed"]
     assert failed and "old cluster keeps training" in failed[0]["reason"] and "no capacity" in failed[0]["reason"]
+
+
+def test_a_worse_plan_is_held_and_an_ended_group_is_waited_for():
+    hosts = {"m1": "sim.medium"}
+    state = state_of(hosts, spi=1.0)
+    d = a.decide(state, plan_with("sim.small", 1, spi=5.0), hosts, PRICES, GUARD, POLICY, now=1000.0)
+    assert d.action == "hold" and "more" in d.reason
+    ended = a.live_state(formation_records("f1", hosts, 0.0, 20, 1.0, end="failed"))
+    d = a.decide(ended, plan_with("sim.small", 1, spi=0.1), hosts, PRICES, GUARD, POLICY, now=1000.0)
+    assert d.action == "wait" and "failed" in d.reason
