@@ -832,7 +832,37 @@ class Controller:
                     for f, s, st, ok in lost_progress(self.state.formations, self.checkpoint_interval)]
             plot_timeline(os.path.join(self.dir, "timeline.png"), rows, self.decisions)
         write_json(os.path.join(self.dir, "summary.json"), summary)
+        write_report(os.path.join(self.dir, "report.md"), self.run, summary, self.decisions)
         self.echo("[autoscale] %s after %d round(s); decisions: %s" % (outcome, self.round, self.decisions_path))
+
+
+def write_report(path, run, summary, decisions):
+    """Markdown: outcome, the timeline plot, the formations and every decision that acted."""
+    lines = ["# Autoscale report of run %s" % run, "",
+             "Outcome: **%s** after %d round(s); %s of %s samples; %.1f s of training; cost %.6f."
+             % (summary.get("outcome"), summary.get("rounds", 0), summary.get("samples_seen", "?"),
+                summary.get("total_samples", "?"), summary.get("seconds", 0.0), summary.get("cost", 0.0)),
+             "", "![timeline: nodes by type, throughput, accumulated cost](timeline.png)", "",
+             "| formation | start (s) | nodes by type | samples/s | cost so far |", "|---|---|---|---|---|"]
+    rows = summary.get("timeline") or []
+    t0 = rows[0]["start"] if rows else 0.0
+    for row in rows:
+        nodes = ", ".join("%d x %s" % (n, t) for t, n in sorted(row["nodes_by_type"].items()))
+        lines.append("| %s | %.0f | %s | %s | %.6f |" % (row["formation"], row["start"] - t0, nodes,
+                                                      "%.2f" % row["throughput"] if row["throughput"] else "-",
+                                                      row["cost_so_far"]))
+    lines += ["", "| round | action | reason |", "|---|---|---|"]
+    for d in decisions:
+        if d.get("action") not in ("wait", "hold"):
+            lines.append("| %s | %s | %s |" % (d.get("round"), d.get("action"), str(d.get("reason")).replace("|", "/")))
+    lost = summary.get("lost_progress") or []
+    if lost:
+        lines += ["", "Progress repeated at each change (samples, steps): "
+                  + "; ".join("%s: %d, %.1f%s" % (x["formation"], x["repeated_samples"], x["repeated_steps"],
+                                                  "" if x["within_interval"] else " (MORE than one interval)")
+                              for x in lost)]
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
 
 
 def with_suppressed(fn):

@@ -220,6 +220,8 @@ def test_controller_replaces_then_finishes(tmp_path):
     summary = json.loads((tmp_path / "autoscale" / "summary.json").read_text())
     assert summary["outcome"] == "completed" and summary["formations"] == 4
     assert all(item["within_interval"] for item in summary["lost_progress"])
+    report = (tmp_path / "autoscale" / "report.md").read_text()
+    assert "timeline.png" in report and "| replace | plan sim.medium x 2" in report and "| changed |" in report
 
 
 def test_controller_keeps_the_old_cluster_when_joining_fails(tmp_path):
