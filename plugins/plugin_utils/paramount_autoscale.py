@@ -848,9 +848,9 @@ def write_report(path, run, summary, decisions):
     t0 = rows[0]["start"] if rows else 0.0
     for row in rows:
         nodes = ", ".join("%d x %s" % (n, t) for t, n in sorted(row["nodes_by_type"].items()))
-        lines.append("| %s | %.0f | %s | %s | %.6f |" % (row["formation"], row["start"] - t0, nodes,
-                                                      "%.2f" % row["throughput"] if row["throughput"] else "-",
-                                                      row["cost_so_far"]))
+        throughput = "%.2f" % row["throughput"] if row["throughput"] else "-"
+        lines.append("| %s | %.0f | %s | %s | %.6f |"
+                     % (row["formation"], row["start"] - t0, nodes, throughput, row["cost_so_far"]))
     lines += ["", "| round | action | reason |", "|---|---|---|"]
     for d in decisions:
         if d.get("action") not in ("wait", "hold"):
