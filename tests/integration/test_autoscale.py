@@ -99,7 +99,7 @@ def test_replaces_a_heterogeneous_cluster_mid_run(sim_cloud, collections_path, t
         rc, out = run_playbook(
             sim_cloud, env, "autoscale",
             "paramount_autoscale_start_inventory=%s" % (REPO / "inventories" / "sim" / "probe-cluster.yml"),
-            "paramount_train_epochs=10", "paramount_checkpoint_interval=%d" % CHECKPOINT_INTERVAL,
+            "paramount_train_epochs=12", "paramount_checkpoint_interval=%d" % CHECKPOINT_INTERVAL,
             "paramount_autoscale_interval=10", "paramount_autoscale_cooldown=60",
             "paramount_autoscale_switch_seconds=30", "paramount_autoscale_max_seconds=1200")
         assert rc == 0, out[-6000:]
