@@ -254,6 +254,9 @@ class SimCloud:
             "PARAMOUNT_SIM_SUBNET_ID": self.state.get("subnet_id", ""),
             "PARAMOUNT_SIM_KEY_NAME": self.state.get("key_name", ""),
             "PARAMOUNT_SIM_PRIVATE_KEY": str(self.private_key),
+            # Every sim cloud reuses the same private addresses: an SSH master connection (ControlPersist) kept
+            # under ~/.ansible/cp for 10.77.0.4 would carry another cloud's session to its own 10.77.0.4.
+            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.state_dir / "ssh-cp"),
         }
 
     # ------------------------------------------------------------------ lifecycle
