@@ -46,24 +46,36 @@ class AutoscaleError(Exception):
 # ------------------------------------------------------------------------------------------------------
 # measurement
 
+def read_records_file(path):
+    """The JSON records of one log file; partial lines are skipped (a live log may be cut mid-line)."""
+    records = []
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            line = line.strip()
+            if not line.startswith("{"):
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict) and "event" in rec:
+                records.append(rec)
+    return records
+
+
 def read_records(folder):
-    """Every JSON record of the ``*.log`` files under folder, in time order; partial lines are skipped
-    (a live log may be cut in the middle of a line)."""
+    """Every record of the ``*.log`` files under folder, in time order."""
     records = []
     for path in sorted(glob.glob(os.path.join(folder, "**", "*.log"), recursive=True)):
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                line = line.strip()
-                if not line.startswith("{"):
-                    continue
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(rec, dict) and "event" in rec:
-                    records.append(rec)
+        records.extend(read_records_file(path))
     records.sort(key=lambda r: float(r.get("time") or 0.0))
     return records
+
+
+def formation_id(start_record):
+    """The formation of a ``start`` record (records older than the ``formation`` key: attempt and world size)."""
+    return str(start_record.get("formation")
+               or "%s-%s" % (start_record.get("attempt"), start_record.get("world_size")))
 
 
 @dataclasses.dataclass
@@ -83,6 +95,7 @@ class Formation:
     step_times: dict = dataclasses.field(default_factory=dict)  # step -> time of the record
     phases: dict = dataclasses.field(default_factory=dict)  # step -> phase
     ended: dict = dataclasses.field(default_factory=dict)  # (host, rank) -> end record
+    records: list = dataclasses.field(default_factory=list)  # every record of its processes, in order
     last_step: int = -1
     samples_seen: int = 0
 
@@ -137,7 +150,7 @@ def live_state(records):
         host = rec.get("host")
         key = (host, rec.get("rank"))
         if event == "start":
-            fid = str(rec.get("formation") or "%s-%s" % (rec.get("attempt"), rec.get("world_size")))
+            fid = formation_id(rec)
             form = formations.get(fid)
             if form is None:
                 form = Formation(fid, float(rec.get("time") or 0.0), {}, int(rec.get("world_size") or 1),
@@ -147,6 +160,7 @@ def live_state(records):
                 formations[fid] = form
                 order.append(fid)
             form.hosts[host] = rec.get("instance_type") or "unknown"
+            form.records.append(rec)
             by_proc[key] = fid
             total = max(total, form.samples_per_epoch * form.epochs)
             seen = max(seen, form.resume_samples_seen)
@@ -155,6 +169,7 @@ def live_state(records):
         if fid is None:
             continue
         form = formations[fid]
+        form.records.append(rec)
         if event == "iteration":
             step = int(rec.get("step", -1))
             form.steps[step] = max(form.steps.get(step, 0.0), float(rec.get("seconds") or 0.0))
@@ -549,7 +564,6 @@ class AnsibleCluster:
                                                      else shutil.which("ansible-playbook") or "ansible-playbook")
         self.echo = echo
         self.live_dir = os.path.join(results_dir, "live")
-        self.plan_runs = 0
 
     def _connectable_inventory(self):
         names = ("inventory.aws_ec2.yml", "inventory.yml") if self.backend in ("sim", "aws") else ("inventory.yml",)
@@ -607,7 +621,6 @@ class AnsibleCluster:
         return read_records(self.live_dir), agents
 
     def plan(self, results_dir, output_dir, current_inventory):
-        self.plan_runs += 1
         self.playbook("plan", {"paramount_plan_results_dir": results_dir, "paramount_plan_output_dir": output_dir,
                                "paramount_probe_inventory": current_inventory}, check=False)
         path = os.path.join(output_dir, "plan.json")
@@ -631,8 +644,7 @@ class Controller:
     """The loop: observe, plan, decide, act; bounded in rounds and time."""
 
     def __init__(self, cluster, run, results_dir, desired, prices, guardrails, policy, interval=20.0,
-                 max_seconds=3600.0, join_timeout=300.0, probe_dir=None, catalog=None, plan_within_guardrails=True,
-                 checkpoint_interval=None, clock=time.time, sleep=time.sleep, echo=print):
+                 max_seconds=3600.0, join_timeout=300.0, probe_dir=None, checkpoint_interval=None, clock=time.time, sleep=time.sleep, echo=print):
         self.cluster = cluster
         self.run = run
         self.dir = os.path.join(results_dir, "autoscale")
@@ -646,8 +658,6 @@ class Controller:
         self.max_seconds = float(max_seconds)
         self.join_timeout = float(join_timeout)
         self.probe_dir = probe_dir
-        self.catalog = catalog
-        self.plan_within_guardrails = plan_within_guardrails
         self.checkpoint_interval = checkpoint_interval
         self.clock = clock
         self.sleep = sleep
@@ -659,8 +669,6 @@ class Controller:
         self.decisions = []
         self._missing = set()
         self._pending = None
-        self._records = []
-        self._proc_formation = {}
 
     # -- files
     def _desired_file(self, name, slots):
@@ -699,7 +707,7 @@ class Controller:
         os.makedirs(folder)
         form = state.current
         running_types = set(form.hosts.values())
-        live = [r for r in self._records_of(form) if r.get("event") != "end"]
+        live = [r for r in form.records if r.get("event") != "end"]
         for host in form.hosts:
             with open(os.path.join(folder, "live-%s.log" % host), "w", encoding="utf-8") as handle:
                 for rec in live:
@@ -713,13 +721,8 @@ class Controller:
                     shutil.copy(rec_path, os.path.join(folder, "probe-" + os.path.basename(rec_path)))
         return folder
 
-    def _records_of(self, form):
-        return [r for r in self._records if _belongs(r, form, self._proc_formation)]
-
     def observe(self):
         records, agents = self.cluster.observe()
-        self._records = records
-        self._proc_formation = _process_formations(records)
         self.state = live_state(records)
         # lost: the agent is known to have stopped, or the node did not answer twice in a row
         missing = {s for s in self.desired if s not in agents}
@@ -872,35 +875,6 @@ def with_suppressed(fn):
         pass
 
 
-def read_records_file(path):
-    out = []
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(rec, dict):
-                out.append(rec)
-    return out
-
-
-def _process_formations(records):
-    """(host, rank, start time) order: each record belongs to the formation of its process's last start."""
-    current = {}
-    tagged = []
-    for rec in records:
-        key = (rec.get("host"), rec.get("rank"))
-        if rec.get("event") == "start":
-            current[key] = str(rec.get("formation") or "%s-%s" % (rec.get("attempt"), rec.get("world_size")))
-        tagged.append(current.get(key))
-    return {id(r): f for r, f in zip(records, tagged)}
-
-
-def _belongs(rec, form, proc_formation):
-    return proc_formation.get(id(rec)) == form.formation_id
-
-
 # ------------------------------------------------------------------------------------------------------
 # command line
 
@@ -957,7 +931,7 @@ def main(argv=None):
             store = start_store(args.store_host, args.store_port, os.path.join(results, "autoscale"))
             echo("rendezvous store on %s:%d (pid %d)" % (args.store_host, args.store_port, store.pid))
         controller = Controller(cluster, args.run, results, desired, prices, guardrails, policy, args.interval,
-                                args.max_seconds, args.join_timeout, args.probe_dir, args.catalog,
+                                args.max_seconds, args.join_timeout, args.probe_dir,
                                 checkpoint_interval=args.checkpoint_interval, echo=echo)
         if not args.no_start:
             echo("starting the elastic training on %s" % ", ".join(sorted(desired)))
