@@ -74,19 +74,21 @@ def run_once(settings, workdir):
     report, _end = json.JSONDecoder().raw_decode(proc.stdout, proc.stdout.index("{"))
     results = Path(workdir) / "results" / "overhead"
     trainer = {"Probe": trainer_seconds(results / "probe"), "Train": trainer_seconds(results / "train")}
-    rows = []
+    rows, tasks = [], []
     for play in report["plays"]:
         name = play["play"]["name"]
         wall = parse_duration(play["play"])
         ran = trainer["Probe"] if name.startswith("Run paramount iterations") else (
             trainer["Train"] if name.startswith("Train on the chosen cluster") else 0.0)
         rows.append((name, wall, ran))
-    return total, rows
+        tasks += [(parse_duration(task["task"]), name, task["task"]["name"]) for task in play.get("tasks", [])]
+    return total, rows, sorted(tasks, reverse=True)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--setting", action="append", default=[], metavar="ANSIBLE_KEY=VALUE")
+    parser.add_argument("--tasks", type=int, default=0, metavar="N", help="also print the N slowest tasks")
     args = parser.parse_args()
     reasons = simcloud.missing_requirements()
     if reasons:
@@ -94,7 +96,7 @@ def main():
     variants = [{}] + [dict([s.split("=", 1)]) for s in args.setting]
     for settings in variants:
         with tempfile.TemporaryDirectory(prefix="paramount-overhead-") as workdir:
-            total, rows = run_once(settings, workdir)
+            total, rows, tasks = run_once(settings, workdir)
         label = ", ".join("%s=%s" % kv for kv in settings.items()) or "project settings (ansible.cfg)"
         print("\n== %s: optimize.yml took %.1f s" % (label, total))
         print("%-70s %8s %8s %9s" % ("phase (play)", "wall s", "trainer", "overhead"))
@@ -105,6 +107,8 @@ def main():
         trained = sum(row[2] for row in rows)
         share = 100 * (total - trained) / total
         print("%-70s %8.1f %8.1f %9.1f   (overhead %.0f%% of the wall time)" % ("all", total, trained, total - trained, share))
+        for seconds, play, task in tasks[:args.tasks]:
+            print("  %7.1f s  %s / %s" % (seconds, play[:40], task[:80]))
     return 0
 
 

@@ -29,6 +29,12 @@ def test_molecule_scenario(scenario, request, collections_path, tmp_path):
         "PARAMOUNT_WORKDIR": str(tmp_path / "work"),
     }
     (tmp_path / "work").mkdir()
+    # A scenario that needs something built beforehand (an image archive, a wheel folder) names the fixtures
+    # that build it in `requires-fixtures`, one per line; each fixture returns environment variables for molecule.
+    needs = REPO / "extensions" / "molecule" / scenario / "requires-fixtures"
+    if needs.exists():
+        for name in needs.read_text(encoding="utf-8").split():
+            env.update(request.getfixturevalue(name))
     argv = [shutil.which("molecule", path=env["PATH"]), "test", "-s", scenario]
     if (REPO / "extensions" / "molecule" / scenario / "requires-simcloud").exists():
         require_simcloud()
