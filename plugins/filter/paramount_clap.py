@@ -101,9 +101,29 @@ def _tail(text, lines=15):
     return "\n".join(str(text).strip().splitlines()[-lines:])
 
 
+_FAILURE_LINE_RE = re.compile(r"^(?:fatal: \[|failed: \[|\[ERROR\]: |ERROR! |\S.* clap\.\S+\[\d+\] ERROR )")
+_TASK_LINE_RE = re.compile(r"^TASK \[(.*)\] \**$")
+
+
 def clap_tail(stdout, stderr="", lines=15):
-    """The last lines of a command's stdout and stderr, for error messages."""
-    return _tail("\n".join(str(x) for x in (stdout, stderr) if x), int(lines))
+    """What went wrong in a clapp call, for error messages: when its output holds Ansible failures (``fatal: [..]``,
+    ``[ERROR]: ..``, the task they happened in) or CLAP's error log lines, those (at most ``lines``, the last ones
+    kept); otherwise the last ``lines`` lines of stdout and stderr. A playbook's output ends with its recap, which
+    says nothing about why it failed."""
+    text = "\n".join(str(x) for x in (stdout, stderr) if x)
+    found, task = [], ""
+    for line in text.splitlines():
+        match = _TASK_LINE_RE.match(line)
+        if match:
+            task = "in task [%s]:" % match.group(1)
+        elif _FAILURE_LINE_RE.match(line):
+            if task and task not in found:
+                found.append(task)
+            if line.strip() not in found:
+                found.append(line.strip())
+    if found:
+        return "\n".join(found[-int(lines):])
+    return _tail(text, int(lines))
 
 
 def _cluster_of(node):

@@ -57,9 +57,11 @@ def clap_cluster_config(instance_type, nodes, run_name="paramount", setups=None,
     not named ``setup``, so CLAP does not run it twice).
     """
     name = clap_cluster_name(run_name, instance_type, nodes)
+    # plain str: values from Ansible (-e) are str subclasses that yaml.safe_dump cannot represent
+    role, setup_action = str(role), str(setup_action)
     doc = {}
     if setups:
-        setup_names = list(setups)
+        setup_names = [str(s) for s in setups]
     else:
         setup_name = "%s-setup" % name
         doc["setups"] = {setup_name: {"roles": [{"name": role}], "actions": [{"role": role, "action": setup_action}]}}

@@ -106,7 +106,9 @@ def ok(proc):
 def test_start_keep_grow_stop_fail_roll_back_and_tear_down(tmp_path):
     p = Provisioner(tmp_path)
     # 1. the probe cluster: two types, one new CLAP cluster started without CLAP setups
-    proc = ok(p.run([("s1", "t2.small"), ("m1", "t3.medium")], ping=True))
+    # (a node folder per node: paramount_clap_node_root may name the slot and the CLAP node id)
+    node_root = "/srv/paramount/{slot}-{node_id}"
+    proc = ok(p.run([("s1", "t2.small"), ("m1", "t3.medium")], ping=True, paramount_clap_node_root=node_root))
     assert ["cluster", "start", "paramount-run-r1", "--no-setup"] in proc.calls
     nodes = p.run_nodes()
     assert sorted(nodes) == ["m1", "s1"]
@@ -117,11 +119,12 @@ def test_start_keep_grow_stop_fail_roll_back_and_tear_down(tmp_path):
     assert inv["s1"]["paramount_clap_node_id"] == nodes["s1"]["node_id"] and inv["s1"]["paramount_rendezvous"] is True
     assert inv["m1"]["instance_type"] == "t3.medium" and inv["m1"]["ansible_host"] == "127.0.0.1"
     assert inv["m1"]["ansible_ssh_private_key_file"] == str(Path(p.env["CLAP_PATH"]) / "private" / "test-key-pair.pem")
-    assert inv["m1"]["paramount_node_root"] == "/home/ubuntu/paramount" and inv["m1"]["paramount_private_address"] == "127.0.0.1"
+    assert inv["m1"]["paramount_node_root"] == "/srv/paramount/m1-" + nodes["m1"]["node_id"]
+    assert inv["m1"]["paramount_private_address"] == "127.0.0.1"
     assert recap(proc, "s1")["failed"] == 0 and recap(proc, "m1")["failed"] == 0  # the inventory connects
 
     # 2. the same desired state again: nothing starts or stops, nothing changes
-    proc = ok(p.run([("s1", "t2.small"), ("m1", "t3.medium")]))
+    proc = ok(p.run([("s1", "t2.small"), ("m1", "t3.medium")], paramount_clap_node_root=node_root))
     assert {tuple(c[:2]) for c in proc.calls} == {("node", "list")}
     assert recap(proc)["changed"] == 0
     assert {k: v["node_id"] for k, v in p.run_nodes().items()} == {k: v["node_id"] for k, v in nodes.items()}
@@ -144,6 +147,7 @@ def test_start_keep_grow_stop_fail_roll_back_and_tear_down(tmp_path):
     assert sorted(now) == ["s1", "s2"] and now["s1"]["node_id"] == nodes["s1"]["node_id"]
     inv = yaml.safe_load((tmp_path / "runs" / "r1" / "inventory.yml").read_text())["all"]["children"]["paramount_train"]["hosts"]
     assert sorted(inv) == ["s1", "s2"] and inv["s2"]["paramount_clap_node_id"] == now["s2"]["node_id"]
+    assert inv["s2"]["paramount_node_root"] == "/home/ubuntu/paramount"  # the default: setup-gan's, on the login's home
 
     # 4. the new node's CLAP setup action fails, but clapp exits 0: detected, the new node stops, the old ones run on
     root = Path(p.env["CLAP_PATH"])

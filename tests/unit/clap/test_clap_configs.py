@@ -165,6 +165,18 @@ def test_optimizer_clap_files_validate_for_every_aws_type():
                     assert setup["actions"] == [{"role": "gan", "action": "setup-gan"}]
 
 
+def test_optimizer_clap_file_dumps_setup_names_given_as_str_subclasses():
+    """Values from `-e` reach the optimizer as str subclasses (Ansible's tagged strings), which yaml.safe_dump
+    rejects: `-e '{"paramount_plan_options": {"clap_setups": ["paramount-gan"]}}'` failed with RepresenterError."""
+    class Tagged(str):
+        pass
+
+    doc = outputs.clap_cluster_config("t2.small", 2, "run1", setups=[Tagged("paramount-gan")], role=Tagged("gan"))
+    assert "paramount-gan" in yaml.safe_dump(doc)
+    doc = outputs.clap_cluster_config("t2.small", 1, "run1", role=Tagged("gan"), setup_action=Tagged("setup-gan"))
+    assert "setup-gan" in yaml.safe_dump(doc)
+
+
 def test_optimizer_writes_a_clap_cluster_file_that_fits_the_shipped_folder(tmp_path):
     from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_loggen as lg
     from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_plan import optimize

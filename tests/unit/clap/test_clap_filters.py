@@ -131,3 +131,27 @@ def test_template_problems_name_missing_templates_and_placeholders():
     assert any("providers.yaml has no entry p" in p for p in problems)
     ok = {"paramount-t2-small": {"provider": "p", "login": "l", "image_id": "ami-1"}}
     assert f.clap_template_problems(ok, {"t2-small": "paramount-t2-small"}, {"l": {}}, {"p": {}}) == []
+
+
+def test_clap_tail_shows_why_a_playbook_failed_not_its_recap():
+    """A failed role action's output ends with PLAY RECAP and timings: the message needs the failed task instead."""
+    stdout = "\n".join([
+        "TASK [Gathering Facts] ***", "ok: [%s]" % A, "",
+        "TASK [paramount.cluster.trainer : Explain a node that cannot run the trainer] ***",
+        "[ERROR]: Task failed: Action failed: %s: /x/python cannot import the trainer" % A,
+        "Origin: /home/u/.clap/roles/roles/gan/collections/.../main.yml:22:3", "",
+        "fatal: [%s]: FAILED! => {\"changed\": false, \"msg\": \"cannot import the trainer\"}" % A, "",
+        "PLAY RECAP ***", "%s : ok=5 changed=0 unreachable=0 failed=1" % A, "",
+        "TASKS RECAP ***"] + ["task %d ---- 0.1s" % i for i in range(20)])
+    stderr = "2024-01-01 00:00:00 host clap.app.cli.modules.role[42] ERROR Playbook for action setup-gan of role gan did not executed successfully..."
+    tail = f.clap_tail(stdout, stderr).splitlines()
+    assert tail == [
+        "in task [paramount.cluster.trainer : Explain a node that cannot run the trainer]:",
+        "[ERROR]: Task failed: Action failed: %s: /x/python cannot import the trainer" % A,
+        "fatal: [%s]: FAILED! => {\"changed\": false, \"msg\": \"cannot import the trainer\"}" % A,
+        stderr]
+    assert f.clap_tail(stdout, stderr, 1) == stderr
+    # a clapp that raised (rc 1): CLAP's error log line
+    raised = "Traceback (most recent call last):\n  ...\nRuntimeError: x\n"
+    err = "2024-01-01 00:00:00 host clap.app.cli.cliapp[7] ERROR ClusterError: Minimum number of nodes not reached"
+    assert f.clap_tail(raised, err) == err
