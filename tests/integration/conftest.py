@@ -5,6 +5,9 @@ import pytest
 
 from ansible_collections.paramount.cluster.plugins.plugin_utils import simcloud
 
+from .trainer_image_fixture import trainer_image, trainer_image_archive  # noqa: F401  pylint: disable=unused-import
+from .wheelhouse_fixture import trainer_wheelhouse  # noqa: F401  pylint: disable=unused-import
+
 REQUIRE_ENV = "PARAMOUNT_REQUIRE_ROOT_TESTS"
 
 

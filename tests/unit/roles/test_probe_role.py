@@ -1,0 +1,168 @@
+"""Role paramount.cluster.probe: defaults, argument specs and README agree; the command the role starts on a node,
+rendered by Ansible's templar from the role's own task: natively as before, in a container the same torchrun."""
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ansible.parsing.dataloader import DataLoader
+from ansible.template import Templar, trust_as_template
+
+REPO = Path(__file__).resolve().parents[3]
+ROLE = REPO / "roles" / "probe"
+
+# what the play knows when the task runs (facts of the earlier tasks, inventory variables)
+NODE = {
+    "inventory_hostname": "node-b", "paramount_rdzv_host": "node-a", "paramount_rdzv_address": "10.0.0.4",
+    "paramount_node_name": "node-b", "paramount_reachable_nodes": ["node-a", "node-b"], "instance_type": "sim.large",
+    "ansible_default_ipv4": {"address": "10.0.0.5"},
+}
+
+NATIVE = [
+    "/usr/bin/python3", "/srv/paramount/paramount_launch.py", "--pidfile", "/srv/paramount/trainer.pid",
+    "--max-seconds", "900", "--cpu-share", "1.0", "--",
+    "/usr/bin/python3", "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d",
+    "--rdzv-endpoint", "10.0.0.4:29400", "--rdzv-id", "default-probe", "--rdzv-conf", "is_host=false,join_timeout=120",
+    "--local-addr", "10.0.0.5", "--max-restarts", "0", "--monitor-interval", "1", "-m", "paramount_trainer",
+    "train", "--quiet", "--preset", "tiny", "--data", "/srv/paramount/data", "--output-dir", "/srv/paramount/output",
+    "--log-dir", "/srv/paramount/logs", "--checkpoint-dir", "/srv/paramount/checkpoints", "--node-name", "node-b",
+    "--instance-type", "sim.large", "--run-id", "default-probe", "--dist-timeout", "120",
+    "--probe-phases", "warmup:3,adversarial:10",
+]
+
+
+def _yaml(path):
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def _defaults():
+    return _yaml(ROLE / "defaults" / "main.yml")
+
+
+def _options():
+    return _yaml(ROLE / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
+
+
+def _task(name_start):
+    found = [t for t in _yaml(ROLE / "tasks" / "main.yml") if t["name"].startswith(name_start)]
+    assert len(found) == 1, name_start
+    return found[0]
+
+
+def _trust(value):
+    if isinstance(value, str):
+        return trust_as_template(value)
+    if isinstance(value, list):
+        return [_trust(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _trust(v) for k, v in value.items()}
+    return value
+
+
+def _start(**overrides):
+    """(argv, environment) of the task that starts the trainer, with the role's defaults and these variables."""
+    task = _task("Start the trainer")
+    variables = {**_defaults(), **task["vars"], **NODE, **overrides}
+    templar = Templar(loader=DataLoader(), variables=_trust(variables))
+    return templar.template(_trust(task["ansible.builtin.command"]["argv"])), templar.template(_trust(task["environment"]))
+
+
+def _container(**overrides):
+    return _start(**{"paramount_trainer_install": "container", "paramount_container_name": "paramount-default-probe-node-b",
+                     "paramount_container_cgroup": "/cloud/sim.large/i-1", **overrides})
+
+
+def test_every_default_is_in_the_argument_specs_and_back():
+    assert set(_defaults()) == set(_options())
+
+
+@pytest.mark.parametrize("name", sorted(_defaults()))
+def test_literal_defaults_match_the_argument_specs(name):
+    value = _defaults()[name]
+    if isinstance(value, str) and "{{" in value:
+        assert "default" not in _options()[name], f"{name}: a templated default is documented in defaults/main.yml only"
+    else:
+        assert _options()[name].get("default") == value, name
+
+
+@pytest.mark.parametrize("name", sorted(_defaults()))
+def test_every_variable_is_in_the_readme_table(name):
+    readme = (ROLE / "README.md").read_text(encoding="utf-8")
+    assert re.search(rf"^\| `{re.escape(name)}` \|", readme, re.M), f"{name} is not in the README's tables"
+
+
+def test_the_install_modes_are_the_trainer_roles():
+    trainer = _yaml(REPO / "roles" / "trainer" / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
+    assert set(_options()["paramount_trainer_install"]["choices"]) == set(trainer["paramount_trainer_install"]["choices"])
+
+
+def test_natively_the_command_is_torchrun_of_the_nodes_python():
+    argv, env = _start()
+    assert argv == NATIVE
+    assert env == {"PARAMOUNT_INSTANCE_TYPE": "sim.large", "PARAMOUNT_RUN_ID": "default-probe", "OMP_NUM_THREADS": "1"}
+    for mode in ("existing", "venv"):
+        assert _start(paramount_trainer_install=mode)[0] == NATIVE
+
+
+def test_natively_a_cpu_share_throttles_through_the_launcher():
+    argv = _start(paramount_cpu_share=0.3)[0]
+    assert argv[argv.index("--cpu-share") + 1] == "0.3"
+
+
+def test_in_a_container_the_same_torchrun_runs_in_the_image():
+    argv, env = _container(paramount_gloo_ifname="eth0", paramount_trainer_pythonpath="/checkout/trainer")
+    launcher, rest = argv[:argv.index("--") + 1], argv[argv.index("--") + 1:]
+    assert launcher == ["/usr/bin/python3", "/srv/paramount/paramount_launch.py", "--pidfile", "/srv/paramount/trainer.pid",
+                        "--max-seconds", "900", "--cpu-share", "1.0",
+                        "--container-name", "paramount-default-probe-node-b",
+                        "--docker-host", "unix:///var/run/docker.sock", "--docker-cli", "docker", "--"]
+    image = rest.index("paramount/trainer:cpu")
+    docker, torchrun = rest[:image], rest[image + 1:]
+    assert torchrun == NATIVE[NATIVE.index("torch.distributed.run") + 1:]  # the same arguments as natively
+    assert docker[:4] == ["docker", "--host", "unix:///var/run/docker.sock", "run"]
+    assert docker[-2:] == ["--entrypoint", "torchrun"]
+    for flag in (["--rm"], ["--init"], ["--name", "paramount-default-probe-node-b"], ["--network", "host"],
+                 ["--volume", "/srv/paramount:/srv/paramount"], ["--workdir", "/srv/paramount"],
+                 ["--cgroup-parent", "/cloud/sim.large/i-1"]):
+        assert any(docker[i:i + len(flag)] == flag for i in range(len(docker))), flag
+    # the trainer's environment reaches the container by name; a source checkout's PYTHONPATH does not
+    assert env["PYTHONPATH"] == "/checkout/trainer" and env["GLOO_SOCKET_IFNAME"] == "eth0"
+    assert sorted(a for a in docker if a.startswith("--env")) == [
+        "--env=GLOO_SOCKET_IFNAME", "--env=OMP_NUM_THREADS", "--env=PARAMOUNT_INSTANCE_TYPE", "--env=PARAMOUNT_RUN_ID"]
+    assert "--cpus" not in docker and "--volume" in docker and docker.count("--volume") == 1
+
+
+@pytest.mark.parametrize("cgroup", ["", "/"])
+def test_in_a_container_no_cgroup_means_the_engines_default(cgroup):
+    argv = _container(paramount_container_cgroup=cgroup)[0]
+    assert "--cgroup-parent" not in argv
+
+
+def test_in_a_container_a_cpu_share_becomes_cpus_and_an_outside_data_set_a_read_only_volume():
+    argv = _container(paramount_cpu_share=0.3, paramount_dataset_dir="/data/photos",
+                      paramount_container_run_args=["--shm-size", "1g"])[0]
+    assert argv[argv.index("--cpu-share") + 1] == "1.0"  # SIGSTOP would stop only the docker client
+    assert argv[argv.index("--cpus") + 1] == "0.3"
+    assert "/data/photos:/data/photos:ro" in argv
+    assert argv[argv.index("--shm-size"):argv.index("--shm-size") + 4] == ["--shm-size", "1g", "--entrypoint", "torchrun"]
+
+
+@pytest.mark.parametrize("proc_self_cgroup, expected", [
+    ("12:pids:/\n4:memory:/c/sim.large/i-1\n3:cpuset:/\n2:cpuacct:/\n1:cpu:/c/sim.large/i-1\n0::/\n", "/c/sim.large/i-1"),
+    ("5:cpu,cpuacct:/user.slice/session-3.scope\n0::/\n", "/user.slice/session-3.scope"),
+    ("5:cpuacct,cpu:/a\n", "/a"),
+    ("0::/user.slice/user-0.slice/session-1.scope\n", "/user.slice/user-0.slice/session-1.scope"),
+    ("3:cpuset:/x\n2:cpuacct:/y\n", ""),
+])
+def test_the_session_cgroup_is_the_cpu_controllers_line_else_the_unified_one(proc_self_cgroup, expected):
+    import base64
+
+    task = _task("Container mode - name the container")
+    variables = {**_defaults(), **task["vars"], **NODE, "paramount_trainer_run_id": "run-1-probe",
+                 "paramount_container_cgroup_parent": "session",
+                 "paramount_session_cgroup": {"content": base64.b64encode(proc_self_cgroup.encode()).decode()}}
+    templar = Templar(loader=DataLoader(), variables=_trust(variables))
+    facts = templar.template(_trust(task["ansible.builtin.set_fact"]))
+    assert facts["paramount_container_cgroup"] == expected
+    assert facts["paramount_container_name"] == "paramount-run-1-probe-node-b"
