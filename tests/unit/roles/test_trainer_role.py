@@ -1,9 +1,7 @@
 """Role paramount.cluster.trainer: its defaults, argument specs and README agree, and the venv mode's pins come
 from the collection's requirements/trainer.txt (the role's own expressions, rendered by Ansible's templar)."""
-import re
 from pathlib import Path
 
-import pytest
 import yaml
 
 from ansible.parsing.dataloader import DataLoader
@@ -38,25 +36,6 @@ def _render(expression, variables):
     templar = Templar(loader=DataLoader(), variables={k: trust_as_template(v) if isinstance(v, str) else v
                                                       for k, v in variables.items()})
     return templar.template(trust_as_template(expression))
-
-
-def test_every_default_is_in_the_argument_specs_and_back():
-    assert set(_defaults()) == set(_options())
-
-
-@pytest.mark.parametrize("name", sorted(_defaults()))
-def test_literal_defaults_match_the_argument_specs(name):
-    value = _defaults()[name]
-    if isinstance(value, str) and "{{" in value:
-        assert "default" not in _options()[name], f"{name}: a templated default is documented in defaults/main.yml only"
-    else:
-        assert _options()[name].get("default") == value, name
-
-
-@pytest.mark.parametrize("name", sorted(_defaults()))
-def test_every_variable_is_in_the_readme_table(name):
-    readme = (ROLE / "README.md").read_text(encoding="utf-8")
-    assert re.search(rf"^\| `{re.escape(name)}` \|", readme, re.M), f"{name} is not in the README's tables"
 
 
 def test_the_install_modes_agree():
