@@ -6,10 +6,24 @@ Reads RESULTS_DIR/plan/plan.json and the nodes' logs under RESULTS_DIR/{probe,tr
 writes RESULTS_DIR/ledger.json and RESULTS_DIR/ledger.md, and prints the table. A node's billed seconds
 are from its first record to its last (one node = one host of the log's `host`).
 """
-import csv
+import importlib.util
 import json
 import sys
 from pathlib import Path
+
+
+def load_catalog(path):
+    """The collection's one catalog loader (plugins/plugin_utils/paramount_catalog.py, standard library only),
+    loaded by its file path: this script runs by path, outside Ansible's collection loader."""
+    spec = importlib.util.spec_from_file_location(
+        "paramount_catalog", Path(__file__).resolve().parents[2] / "plugins" / "plugin_utils" / "paramount_catalog.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    try:
+        return module.load_catalog(path)
+    except module.ParamountError as exc:  # names the file, line and column
+        sys.exit("ledger: %s" % exc)
 
 
 def node_spans(folder):
@@ -34,8 +48,8 @@ def node_spans(folder):
 
 def main(results_dir, catalog_csv):
     results = Path(results_dir)
-    with open(catalog_csv, encoding="utf-8") as handle:
-        prices = {row["instance_type"]: float(row["price_per_hour"]) for row in csv.DictReader(handle)}
+    # a type with no usable price (an empty cell included) is priced like an unknown type: NaN
+    prices = {t: e.price_per_hour for t, e in load_catalog(catalog_csv).items() if e.price_per_hour is not None}
     plan = json.loads((results / "plan" / "plan.json").read_text())
     chosen = plan.get("chosen") or {}
     phases = []

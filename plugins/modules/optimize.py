@@ -36,7 +36,10 @@ options:
     required: true
   catalog:
     description:
-      - CSV with header C(instance_type,vcpus,memory_gib,gpus,price_per_hour,source).
+      - CSV whose header starts with C(instance_type,vcpus,memory_gib,gpus,price_per_hour,source), then optional
+        columns in any order C(billing_increment_seconds) (default 1), C(billing_minimum_seconds) (default 60),
+        C(cpu_share) and C(node_limit); an empty cell takes the default; an unknown column or a bad value is an
+        error naming the file, line and column.
       - Defaults to the catalog shipped with the collection (C(catalogs/default.csv)).
       - A type whose price is missing or not a positive number is excluded with that reason.
     type: path

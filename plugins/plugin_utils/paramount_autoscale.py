@@ -465,21 +465,36 @@ def write_json(path, doc):
     os.replace(tmp, path)
 
 
-def read_prices(catalog_path):
-    """{instance_type: price_per_hour} of a catalog CSV."""
-    import csv  # pylint: disable=import-outside-toplevel
+def catalog_module():
+    """The collection's one catalog loader (``paramount_catalog``, next to this file).
 
-    prices = {}
+    Imported through the collection when it is importable (tests, the plugin); this script also runs by
+    path outside Ansible (``playbooks/autoscale.yml``), where ``ansible_collections`` is not on sys.path,
+    so it is then loaded from its file: it needs only the standard library.
+    """
     try:
-        with open(catalog_path, encoding="utf-8") as handle:
-            for row in csv.DictReader(line for line in handle if not line.lstrip().startswith("#")):
-                try:
-                    prices[row["instance_type"].strip()] = float(row["price_per_hour"])
-                except (KeyError, TypeError, ValueError, AttributeError):
-                    continue
-    except OSError as exc:
-        raise AutoscaleError("cannot read the catalog %s: %s" % (catalog_path, exc)) from None
-    return prices
+        from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_catalog  # pylint: disable=import-outside-toplevel
+        return paramount_catalog
+    except ImportError:
+        import importlib.util  # pylint: disable=import-outside-toplevel
+
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "paramount_catalog.py")
+        spec = importlib.util.spec_from_file_location("paramount_catalog", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+        return module
+
+
+def read_prices(catalog_path):
+    """{instance_type: price_per_hour} of a catalog CSV (``paramount_catalog.load_catalog``); a type whose
+    row has no usable price is left out (a desired type without one is refused by the caller)."""
+    module = catalog_module()
+    try:
+        catalog = module.load_catalog(catalog_path)
+    except module.ParamountError as exc:
+        raise AutoscaleError(str(exc)) from None  # names the file, line and column
+    return {t: e.price_per_hour for t, e in catalog.items() if e.price_per_hour is not None}
 
 
 # ------------------------------------------------------------------------------------------------------

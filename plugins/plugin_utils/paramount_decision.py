@@ -81,6 +81,7 @@ class Candidate:
     reason: str = ""
     pareto: bool = False
     rank: int = 0
+    node_limit: int | None = None  # the catalog's quota for the type
 
     @property
     def hourly_cost(self):
@@ -139,7 +140,8 @@ def build_candidates(model, catalog, types, node_counts, constraints: Constraint
                              or "no probe run measured it: cannot be predicted"})
             continue
         for n in node_counts:
-            c = Candidate(t, n, entry.price_per_hour, predicted=False, measured=False)
+            c = Candidate(t, n, entry.price_per_hour, predicted=False, measured=False,
+                          node_limit=getattr(entry, "node_limit", None))
             try:
                 pred = model.predict(t, n)
             except Exception as exc:  # Unpredictable, or any model failure for this one candidate
@@ -171,6 +173,9 @@ def check(c: Candidate, k: Constraints):
     v = []
     if k.max_nodes is not None and c.nodes > k.max_nodes:
         v.append(("max_nodes", "%d nodes > max_nodes %d" % (c.nodes, k.max_nodes), c.nodes / k.max_nodes - 1))
+    if c.node_limit is not None and c.nodes > c.node_limit:
+        v.append(("node_limit", "%d nodes > node_limit %d of %s in the catalog (quota)"
+                  % (c.nodes, c.node_limit, c.instance_type), c.nodes / c.node_limit - 1))
     if k.max_hourly_cost is not None and c.hourly_cost > k.max_hourly_cost * (1 + 1e-12):
         v.append(("max_hourly_cost", "cluster costs %s/h > max_hourly_cost %s/h"
                   % (fmt_money(c.hourly_cost), fmt_money(k.max_hourly_cost)),

@@ -161,3 +161,14 @@ def test_inventory_group_vars_and_errors():
         dec.parse_inventory({"all": {"children": {"other": {}}}})
     with pytest.raises(ParamountError, match="mapping"):
         dec.parse_inventory(["x"])
+
+
+def test_the_catalog_node_limit_is_a_quota():
+    cat = dict(CAT, fast=CatalogEntry("fast", 1, 1, 0, 0.050, "test", node_limit=2))
+    k = dec.Constraints(objective="time")
+    cands, _ = dec.build_candidates(FakeModel(SPEED), cat, ["fast"], [1, 2, 4], k)
+    by_n = {c.nodes: c for c in cands}
+    assert by_n[2].feasible and not by_n[4].feasible
+    assert "4 nodes > node_limit 2 of fast in the catalog" in by_n[4].reason
+    chosen, _ = dec.decide(dec.rank(cands, "time"), "time")
+    assert chosen.nodes == 2
