@@ -607,7 +607,7 @@ def main(argv=None):
                    str(args.family_workloads), "--families", args.families, "--seed", str(args.seed),
                    "--max-nodes", str(args.max_nodes), "--probe-counts", args.probe_counts,
                    "--coverage", str(args.coverage), "--bootstrap", str(args.bootstrap)]
-            subprocess.run(cmd, check=True)
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)  # its figures come back as JSON
             with open(out, encoding="utf-8") as handle:
                 old = json.load(handle)
     all_suites, names, figures = run_suites(args)
