@@ -21,17 +21,72 @@ from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common
     slug,
 )
 
-MIN_BILLED_SECONDS = 60.0
+MIN_BILLED_SECONDS = 60.0  # the default rule: per-second billing with a one-minute minimum (EC2 Linux)
+BILLING_INCREMENT_SECONDS = 1.0
 
 
-def billed_seconds(seconds: float, setup_seconds: float = 0.0) -> float:
-    """EC2-style per-second billing with a 60 s minimum, of setup plus run time."""
-    return max(MIN_BILLED_SECONDS, float(math.ceil(max(0.0, setup_seconds + seconds))))
+@dataclass(frozen=True)
+class BillingRule:
+    """How a provider bills one node: its whole life (boot, setup, probe, job) is rounded up to a multiple of
+    ``increment_seconds`` and billed at least ``minimum_seconds``. The catalog states it per type
+    (``billing_increment_seconds``, ``billing_minimum_seconds``)."""
+
+    increment_seconds: float = BILLING_INCREMENT_SECONDS
+    minimum_seconds: float = MIN_BILLED_SECONDS
+
+    @classmethod
+    def of(cls, entry):
+        """The rule of a catalog entry (the default rule for anything without one)."""
+        return cls(float(getattr(entry, "billing_increment_seconds", BILLING_INCREMENT_SECONDS)),
+                   float(getattr(entry, "billing_minimum_seconds", MIN_BILLED_SECONDS)))
+
+    def billed(self, life_seconds: float) -> float:
+        """Billed seconds of a node that lived ``life_seconds`` in all (0: it never started)."""
+        if not life_seconds > 0:
+            return 0.0
+        inc = self.increment_seconds
+        units = math.ceil(float(life_seconds) / inc - 1e-9)
+        return max(self.minimum_seconds, units * inc)
+
+    def added(self, lived_seconds: float, more_seconds: float) -> float:
+        """Billed seconds that ``more_seconds`` add to a node that has lived ``lived_seconds`` already (its
+        earlier life was billed before, e.g. in the search cost): a node past the minimum pays only what it adds."""
+        return self.billed(lived_seconds + max(0.0, more_seconds)) - self.billed(lived_seconds)
+
+    def as_dict(self):
+        return {"increment_seconds": self.increment_seconds, "minimum_seconds": self.minimum_seconds}
 
 
-def cluster_cost(nodes: int, price_per_hour: float, seconds: float, setup_seconds: float = 0.0) -> float:
-    """nodes x price x billed hours."""
-    return nodes * price_per_hour * billed_seconds(seconds, setup_seconds) / 3600.0
+DEFAULT_BILLING = BillingRule()
+
+
+def billed_seconds(seconds: float, setup_seconds: float = 0.0, rule: BillingRule = DEFAULT_BILLING) -> float:
+    """Billed seconds of one new node for setup plus run time (default: per second, 60 s minimum)."""
+    return rule.billed(setup_seconds + seconds)
+
+
+def cluster_bill(nodes: int, seconds: float, setup_seconds: float = 0.0, rule: BillingRule = DEFAULT_BILLING,
+                 kept_lives=()):
+    """Billed node-seconds of a cluster that runs ``setup_seconds + seconds``.
+
+    ``kept_lives``: how long each node kept from the current cluster (the probe) has lived already (at most
+    ``nodes`` are used); those pay only the seconds they add, the other nodes are new and pay their whole life
+    by the rule. Returns the record plan.json keeps per candidate.
+    """
+    wall = max(0.0, setup_seconds + seconds)
+    kept = [float(x) for x in list(kept_lives)[:nodes]]
+    new = nodes - len(kept)
+    node_seconds = new * rule.billed(wall) + sum(rule.added(x, wall) for x in kept)
+    out = rule.as_dict()
+    out.update({"new_nodes": new, "kept_nodes": len(kept), "kept_lived_seconds": kept,
+                "billed_node_seconds": node_seconds})
+    return out
+
+
+def cluster_cost(nodes: int, price_per_hour: float, seconds: float, setup_seconds: float = 0.0,
+                 rule: BillingRule = DEFAULT_BILLING, kept_lives=()) -> float:
+    """price x billed node-hours (every new node billed by the rule; kept nodes pay what they add)."""
+    return price_per_hour * cluster_bill(nodes, seconds, setup_seconds, rule, kept_lives)["billed_node_seconds"] / 3600.0
 
 
 @dataclass
@@ -82,6 +137,7 @@ class Candidate:
     pareto: bool = False
     rank: int = 0
     node_limit: int | None = None  # the catalog's quota for the type
+    billing: dict | None = None  # the billing rule and the billed node-seconds of the prediction
 
     @property
     def hourly_cost(self):
@@ -108,6 +164,7 @@ class Candidate:
             "iterations_by_phase": self.iterations_by_phase,
             "basis": self.basis,
             "notes": list(self.notes),
+            "billing": dict(self.billing) if self.billing else None,
         }
 
     def chosen_dict(self):
@@ -115,17 +172,21 @@ class Candidate:
         d = self.as_dict()
         out = {k: d[k] for k in keys}
         for k in ("predicted_seconds_interval", "predicted_cost_interval", "hourly_cost", "measured", "basis",
-                  "seconds_per_iteration_by_phase", "iterations_by_phase", "init_seconds"):
+                  "seconds_per_iteration_by_phase", "iterations_by_phase", "init_seconds", "billing"):
             out[k] = d[k]
         return out
 
 
-def build_candidates(model, catalog, types, node_counts, constraints: Constraints, type_reasons=None):
+def build_candidates(model, catalog, types, node_counts, constraints: Constraints, type_reasons=None,
+                     kept_lives=None):
     """Price and check every (type, count). Returns (candidates, excluded).
 
     ``type_reasons``: why a type has no usable measurement (e.g. all its probe runs failed).
+    ``kept_lives``: {type: [seconds lived so far by each current node of that type, in the order
+    ``plan_nodes`` keeps them]}: a candidate keeps the first of them, which pay only the time they add.
     """
     type_reasons = type_reasons or {}
+    kept_lives = kept_lives or {}
     cands, excluded = [], []
     for t in types:
         entry = catalog.get(t)
@@ -153,8 +214,11 @@ def build_candidates(model, catalog, types, node_counts, constraints: Constraint
             c.measured = bool(pred.measured)
             c.predicted_seconds = float(pred.total_seconds[0])
             c.seconds_interval = [float(pred.total_seconds[1]), float(pred.total_seconds[2])]
-            c.predicted_cost = cluster_cost(n, entry.price_per_hour, c.predicted_seconds, constraints.setup_seconds)
-            c.cost_interval = [cluster_cost(n, entry.price_per_hour, s, constraints.setup_seconds)
+            rule = BillingRule.of(entry)
+            lives = kept_lives.get(t, ())
+            c.billing = cluster_bill(n, c.predicted_seconds, constraints.setup_seconds, rule, lives)
+            c.predicted_cost = entry.price_per_hour * c.billing["billed_node_seconds"] / 3600.0
+            c.cost_interval = [cluster_cost(n, entry.price_per_hour, s, constraints.setup_seconds, rule, lives)
                                for s in c.seconds_interval]
             c.iterations = pred.iterations_total
             c.seconds_per_iteration = pred.mean_seconds_per_iteration
@@ -328,6 +392,15 @@ def parse_inventory(data, source="current_inventory"):
     return slots, (rdzv[0] if rdzv else None)
 
 
+def keep_order(instance_type, current_slots, current_rdzv):
+    """The current slots of a type in the order they are kept: the current rendezvous first, then by name."""
+    same = sorted(s for s, t in current_slots.items() if t == instance_type)
+    if current_rdzv in same:
+        same.remove(current_rdzv)
+        same.insert(0, current_rdzv)
+    return same
+
+
 def plan_nodes(instance_type, nodes, current_slots, current_rdzv, run_name="paramount"):
     """Which slots to keep, start and stop, and the rendezvous slot.
 
@@ -336,11 +409,7 @@ def plan_nodes(instance_type, nodes, current_slots, current_rdzv, run_name="para
     not used by any current slot. The rendezvous is the kept current rendezvous, else the first
     kept slot, else the first new slot.
     """
-    same = sorted(s for s, t in current_slots.items() if t == instance_type)
-    if current_rdzv in same:
-        same.remove(current_rdzv)
-        same.insert(0, current_rdzv)
-    keep = same[:nodes]
+    keep = keep_order(instance_type, current_slots, current_rdzv)[:nodes]
     stop = sorted(s for s in current_slots if s not in keep)
     used = set(current_slots)
     start = []

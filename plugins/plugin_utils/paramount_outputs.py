@@ -326,6 +326,14 @@ def render_report(plan, measurement, candidates, images):
                          fmt_seconds(ch["predicted_seconds_interval"][1]), fmt_money(ch["predicted_cost"]),
                          fmt_seconds(ch["seconds_per_iteration"]), ch["iterations"], fmt_money(ch["hourly_cost"]),
                          ch["basis"]))
+        bill = ch.get("billing")
+        if bill:
+            lines.append("")
+            lines.append("Billing of %s: per %s, minimum %s over a node's life; %d new node(s), %d kept from the probe "
+                         "(they pay only the time they add); %s node-seconds billed." % (
+                             ch["instance_type"], fmt_seconds(bill["increment_seconds"]),
+                             fmt_seconds(bill["minimum_seconds"]), bill["new_nodes"], bill["kept_nodes"],
+                             "%.0f" % bill["billed_node_seconds"]))
     else:
         lines.append("**Nothing feasible.** %s" % plan.get("message", ""))
     lines.append("")

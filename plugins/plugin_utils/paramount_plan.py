@@ -49,8 +49,10 @@ METHOD = (
     "basis 2(n-1)/n, plus (n-1) and a multi-node step with more counts), or, for a type probed at one "
     "count, its measurement plus a communication curve fitted on all runs. Intervals: parametric "
     "bootstrap, widened by alternative scaling shapes where a shape is assumed. predicted_seconds = init + "
-    "iterations x seconds per iteration (setup excluded); predicted_cost = nodes x price x billed time "
-    "(setup + predicted_seconds, per second, 60 s minimum). See docs/optimize.md."
+    "iterations x seconds per iteration (setup excluded); predicted_cost = price x billed node-seconds by the "
+    "catalog's billing rule of the type (increment, minimum; default per second with a 60 s minimum) over each "
+    "node's whole life: a new node is billed setup + predicted_seconds with the minimum, a node kept from the "
+    "probe only the seconds it adds (its probe was billed in the search cost). See docs/optimize.md."
 )
 
 
@@ -146,12 +148,33 @@ def search_cost(measurement, catalog, setup_seconds):
                 known = False
                 notes.append("run %s: type %s has no price, not counted in the search cost" % (run.run_id, t))
                 continue
-            cost += dec.cluster_cost(1, entry.price_per_hour, run.wall_seconds or 0.0, setup_seconds)
+            # a probe node started, so it is billed (at least the minimum) even if its run logged no wall time
+            cost += dec.cluster_cost(1, entry.price_per_hour, max(run.wall_seconds or 0.0, 1e-6), setup_seconds,
+                                     dec.BillingRule.of(entry))
         row["cost"] = cost
         row["cost_complete"] = known
         rows.append(row)
         total += cost
     return total, rows, sorted(set(notes))
+
+
+def kept_lives(current_slots, current_rdzv, measurement, setup_seconds):
+    """{type: [seconds each current node of the type has lived, in keep order]}.
+
+    A current node lived its setup plus the wall time of every probe run whose logs name it as a host (the
+    probe role names the log's host after the inventory slot); a node no probe log names is known to have
+    lived its setup only. Its life so far was billed already (the search cost bills the probe runs), so a
+    kept node pays only the time it adds: once past the billing minimum, no second minimum.
+    """
+    probed = {}
+    for run in measurement.runs:
+        for host in run.host_types:
+            probed[host] = probed.get(host, 0.0) + float(run.wall_seconds or 0.0)
+    out = {}
+    for itype in sorted(set(current_slots.values())):
+        out[itype] = [float(setup_seconds) + probed.get(slot, 0.0)
+                      for slot in dec.keep_order(itype, current_slots, current_rdzv)]
+    return out
 
 
 def optimize(args, check_mode=False):
@@ -173,7 +196,8 @@ def optimize(args, check_mode=False):
     k = dec.Constraints(objective=a["objective"], deadline=a["deadline"], budget=a["budget"],
                         max_hourly_cost=a["max_hourly_cost"], max_nodes=a["max_nodes"],
                         measured_only=a["measured_only"], setup_seconds=a["setup_seconds"])
-    cands, excluded = dec.build_candidates(model, catalog, types, counts, k, measurement.failed_types)
+    lives = kept_lives(current_slots, current_rdzv, measurement, a["setup_seconds"])
+    cands, excluded = dec.build_candidates(model, catalog, types, counts, k, measurement.failed_types, lives)
     dec.pareto_front(cands)
     ordered = dec.rank(cands, a["objective"], a["tie_tolerance"])
     chosen, failure = dec.decide(ordered, a["objective"])

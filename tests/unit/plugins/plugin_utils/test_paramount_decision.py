@@ -172,3 +172,64 @@ def test_the_catalog_node_limit_is_a_quota():
     assert "4 nodes > node_limit 2 of fast in the catalog" in by_n[4].reason
     chosen, _ = dec.decide(dec.rank(cands, "time"), "time")
     assert chosen.nodes == 2
+
+
+class ShortJobModel:
+    """A job far shorter than a minute: seconds = work / speed / nodes (no scaling loss)."""
+
+    def __init__(self, speed, work=6.0):
+        self.speed, self.work = speed, work
+
+    def types(self):
+        return sorted(self.speed)
+
+    def predict(self, t, n):
+        total = self.work / self.speed[t] / n
+        return Prediction(t, n, n == 1, "fake", {"adversarial": [total, total, total]}, {"adversarial": 1},
+                          [0.0] * 3, [total, total, total])
+
+
+def test_billing_rule_rounds_the_whole_life_and_applies_the_minimum_once():
+    rule = dec.BillingRule(1.0, 60.0)
+    assert rule.billed(10) == 60 and rule.billed(100.2) == 101
+    assert rule.added(0.0, 10) == 60  # a new node pays the minimum
+    assert rule.added(90.0, 10) == 10  # a node past the minimum pays what it adds
+    assert rule.added(45.0, 30) == 15  # 45 s lived (60 billed), 75 s in all
+    hourly = dec.BillingRule(3600.0, 0.0)
+    assert hourly.billed(1) == 3600 and hourly.billed(3601) == 7200 and hourly.billed(0) == 0
+    prorata = dec.BillingRule(1.0, 0.0)
+    assert prorata.billed(12.3) == 13 and prorata.added(0.0, 12.3) == 13
+    bill = dec.cluster_bill(3, 20.0, 10.0, rule, kept_lives=[100.0, 200.0, 300.0, 400.0])
+    assert bill["new_nodes"] == 0 and bill["kept_nodes"] == 3 and bill["billed_node_seconds"] == 90
+    bill = dec.cluster_bill(3, 20.0, 10.0, rule, kept_lives=[100.0])
+    assert (bill["new_nodes"], bill["kept_nodes"], bill["billed_node_seconds"]) == (2, 1, 2 * 60 + 30)
+    assert dec.cluster_cost(3, 3.6, 20.0, 10.0, rule, [100.0]) == pytest.approx(3.6 * 150 / 3600)
+
+
+def test_short_jobs_are_billed_by_the_catalog_rule():
+    """Below the minimum, cost no longer depends on speed; billed pro rata, a faster type that is cheaper per
+    unit of work wins although its hourly price is higher."""
+    speed = {"slow": 0.15, "mid": 0.30}  # per unit of work: slow 0.0667, mid 0.06 (price / speed)
+    for minimum, winner in ((60.0, "slow"), (0.0, "mid")):
+        cat = {t: CatalogEntry(t, 1, 1, 0, CAT[t].price_per_hour, "test", billing_minimum_seconds=minimum)
+               for t in speed}
+        cands, _ = dec.build_candidates(ShortJobModel(speed, work=6.0), cat, list(speed), [1], dec.Constraints())
+        chosen, _ = dec.decide(dec.rank(cands, "cost"), "cost")
+        assert chosen.instance_type == winner, (minimum, [(c.instance_type, c.predicted_cost) for c in cands])
+        assert chosen.billing["minimum_seconds"] == minimum and chosen.as_dict()["billing"] == chosen.billing
+
+
+def test_nodes_kept_from_the_probe_are_past_the_minimum():
+    speed = {"mid": 0.30}
+    cat = {"mid": CatalogEntry("mid", 1, 1, 0, 0.018, "test")}
+    model = ShortJobModel(speed, work=6.0)  # 20 s on one node, 10 s on two
+    k = dec.Constraints(setup_seconds=5.0)
+    new, _ = dec.build_candidates(model, cat, ["mid"], [1, 2], k)
+    kept, _ = dec.build_candidates(model, cat, ["mid"], [1, 2], k, kept_lives={"mid": [80.0]})
+    one_new, two_new = new
+    one_kept, two_kept = kept
+    assert one_new.billing["billed_node_seconds"] == 60 and two_new.billing["billed_node_seconds"] == 120
+    assert one_kept.billing["billed_node_seconds"] == 25  # 5 s setup + 20 s, no second minimum
+    assert two_kept.billing["billed_node_seconds"] == 15 + 60  # one kept, one new
+    assert one_kept.predicted_cost == pytest.approx(0.018 * 25 / 3600)
+    assert (one_kept.billing["kept_nodes"], two_kept.billing["new_nodes"]) == (1, 1)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import pytest
@@ -167,3 +168,30 @@ def test_one_heterogeneous_probe_run_is_enough_to_plan(tmp_path):
     r = optimize({"results_dir": str(tmp_path / "p"), "objective": "time", "measured_only": True, "bootstrap": 0,
                   "plots": False, "output_dir": str(tmp_path / "m")})
     assert r["plan"]["chosen"]["nodes"] == 3
+
+
+def test_plan_records_each_candidates_billing_rule_and_kept_probe_nodes(one_node_probes, tmp_path):
+    cat = tmp_path / "cat.csv"
+    cat.write_text("instance_type,vcpus,memory_gib,gpus,price_per_hour,source,billing_minimum_seconds,"
+                   "billing_increment_seconds\n"
+                   "sim.small,1,2,0,0.01,test,0,1\nsim.medium,1,3,0,0.018,test,,\nsim.large,1,4,0,0.05,test,120,60\n")
+    current = {"all": {"children": {"paramount_train": {"hosts": {
+        "probe-sim-medium-1x-node0": {"instance_type": "sim.medium", "paramount_rendezvous": True}}}}}}
+    r = optimize({"results_dir": one_node_probes, "catalog": str(cat), "output_dir": str(tmp_path / "o"),
+                  "bootstrap": 0, "plots": False, "setup_seconds": 30, "current_inventory": current})
+    plan = r["plan"]
+    assert plan["schema_version"] == 1
+    rules = {c["instance_type"]: c["billing"] for c in plan["candidates"] if c["predicted_seconds"] is not None}
+    assert (rules["sim.small"]["increment_seconds"], rules["sim.small"]["minimum_seconds"]) == (1, 0)
+    assert (rules["sim.medium"]["increment_seconds"], rules["sim.medium"]["minimum_seconds"]) == (1, 60)
+    assert (rules["sim.large"]["increment_seconds"], rules["sim.large"]["minimum_seconds"]) == (60, 120)
+    medium = next(c for c in plan["candidates"] if c["instance_type"] == "sim.medium" and c["nodes"] == 1)
+    wall = next(run["seconds"] for run in plan["runs"] if "probe-sim-medium-1x-node0" in run["hosts"])
+    bill = medium["billing"]
+    assert bill["kept_nodes"] == 1 and bill["new_nodes"] == 0
+    assert bill["kept_lived_seconds"] == [pytest.approx(30 + wall, rel=1e-5)]
+    lived, added = 30 + wall, 30 + medium["predicted_seconds"]
+    assert bill["billed_node_seconds"] == pytest.approx(math.ceil(lived + added) - max(60, math.ceil(lived)), abs=1)
+    assert medium["predicted_cost"] == pytest.approx(0.018 * bill["billed_node_seconds"] / 3600, rel=1e-5)
+    assert plan["chosen"]["billing"]["increment_seconds"] >= 1
+    assert "Billing of %s" % plan["chosen"]["instance_type"] in (tmp_path / "o" / "report.md").read_text()
