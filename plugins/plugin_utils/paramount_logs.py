@@ -345,6 +345,9 @@ class PhaseMeasurement:
     dropped: int = 0  # warm-up iterations dropped
     startup_iterations: float = 0.0  # extra time at the start of the phase, in steady iterations (median)
     drift_corrected: int = 0  # attempts whose warm-up drift was fitted and divided out
+    # startup_profile[i]: excess of the phase's first i + 1 probe iterations over the steady mean, in steady
+    # iterations (median over attempts, never negative): what a job of i + 1 iterations repeats of the probe
+    startup_profile: list = field(default_factory=list)
 
 
 @dataclass
@@ -533,7 +536,7 @@ def measure(results_dir: str, exclude=(), drop_first: int = 1, ranks_per_node=No
     runs = []
     # (type, nodes, basis) -> phase -> lists of per-step values
     samples = defaultdict(lambda: defaultdict(lambda: {"y": [], "compute": [], "comm": [], "dropped": 0,
-                                                       "excess": [], "drift": []}))
+                                                       "excess": [], "profile": [], "drift": []}))
     inits = defaultdict(list)
     meta = {}
     type_runs = defaultdict(list)  # type -> [(run_id, usable, reason)]
@@ -680,8 +683,13 @@ def measure(results_dir: str, exclude=(), drop_first: int = 1, ranks_per_node=No
                 kept_ref = [v / f for v, f in zip(ref[cut:], fac[cut:]) if not math.isnan(v)]
                 steady = robust_mean(kept_ref)
                 excess = 0.0
+                profile = []  # excess of the first i + 1 iterations, in steady iterations
                 if steady is not None and steady.mean > 0:
                     excess = max(0.0, sum(v - steady.mean for v in ref if not math.isnan(v))) / steady.mean
+                    acc = 0.0
+                    for v in ref:
+                        acc += 0.0 if math.isnan(v) else (v - steady.mean) / steady.mean
+                        profile.append(acc)
                 for t in att_types:
                     key = (t, a_nodes, basis)
                     bucket = samples[key][phase]
@@ -690,6 +698,7 @@ def measure(results_dir: str, exclude=(), drop_first: int = 1, ranks_per_node=No
                     bucket["comm"].extend(v / f for v, f in zip(ser["comm"][cut:], fac[cut:]))
                     bucket["dropped"] += cut
                     bucket["excess"].append(excess)
+                    bucket["profile"].append(profile)
                     if drift is not None:
                         bucket["drift"].append((drift, borrowed))
                     meta.setdefault(key, {"runs": set(), "rpn": [], "world": a_world, "ipe": [], "epochs": [],
@@ -725,7 +734,7 @@ def measure(results_dir: str, exclude=(), drop_first: int = 1, ranks_per_node=No
                 continue
             phases[phase] = PhaseMeasurement(est, robust_mean(b["compute"]), robust_mean(b["comm"]), b["dropped"],
                                              float(np.median(b["excess"])) if b["excess"] else 0.0,
-                                             len(b["drift"]))
+                                             len(b["drift"]), _median_profile(b["profile"]))
         if not phases:
             continue
         m = meta[key]
@@ -758,6 +767,17 @@ def measure(results_dir: str, exclude=(), drop_first: int = 1, ranks_per_node=No
         raise ParamountError("results_dir %s: no usable probe run: %s" % (results_dir, detail))
 
     return Measurement(results_dir, files, job, runs, configs, failed_types, warnings)
+
+
+def _median_profile(profiles):
+    """Element-wise median of the attempts' cumulative excess profiles (each index over the attempts that
+    reached it), clipped at 0."""
+    longest = max((len(p) for p in profiles), default=0)
+    out = []
+    for i in range(longest):
+        vals = [p[i] for p in profiles if len(p) > i]
+        out.append(max(0.0, float(np.median(vals))))
+    return out
 
 
 def _reference_series(ser):

@@ -37,7 +37,9 @@ first ``warmup_iterations`` (global steps) are warm-up steps, the rest adversari
 
 Start-up: the first iterations of each phase (dropped, or divided by a fitted warm-up drift) cost
 more than the steady ones; their excess, in steady iterations, is measured per configuration and
-added once per phase (nearest measured count for other counts).
+added once per phase (nearest measured count for other counts), never capped: a job repeats the probe's
+first iterations, so its predicted time is never below their measured time plus the steady rate for the
+rest. A job phase shorter than the probe's gets the excess of as many first probe iterations as it runs.
 
 Init time: measured per configuration (the slowest rank's ``init`` record); other counts are
 anchored at the nearest measured count and grow linearly with the node count, with the slope
@@ -245,6 +247,7 @@ class ScalingModel:
         self.rng = np.random.default_rng(seed)
         self.points = {p: {} for p in PHASES}
         self.startup = {}  # (phase, type) -> {nodes: extra steady iterations at the start of the phase}
+        self.startup_profile = {}  # (phase, type) -> {nodes: the same for the first 1, 2, ... probe iterations}
         for (t, n), cm in measurement.configs.items():
             for p, pm in cm.phases.items():
                 if p not in self.points:
@@ -254,6 +257,7 @@ class ScalingModel:
                 comp = pm.compute.mean if pm.compute is not None else None
                 self.points[p].setdefault(t, {})[n] = Point(n, pm.seconds.mean, pm.seconds.se, comm, comm_se, comp)
                 self.startup.setdefault((p, t), {})[n] = float(getattr(pm, "startup_iterations", 0.0) or 0.0)
+                self.startup_profile.setdefault((p, t), {})[n] = list(getattr(pm, "startup_profile", None) or [])
         self.shape = shape
         alternatives = [s for s in SHAPES if s != shape]
         self.fits = {p: PhaseFit(pts, shape) for p, pts in self.points.items() if pts}
@@ -396,10 +400,8 @@ class ScalingModel:
         # startup: the dropped / drifting first iterations of each phase, in steady iterations
         startup = {}
         for p in spi:
-            st = self.startup.get((p, t)) or {}
-            if st and iters.get(p, 0) > 0:
-                n0 = min(st, key=lambda c: (abs(c - n), c))
-                startup[p] = min(st[n0], float(iters[p]))
+            if iters.get(p, 0) > 0:
+                startup[p] = self.startup_iterations(p, t, n, iters[p])
         # total
         total_c = init_c + sum(spi[p][0] * (iters.get(p, 0) + startup.get(p, 0.0)) for p in spi)
         nb = min([len(v[1]) for v in draws_by_phase.values()] + [len(init_d)])
@@ -424,6 +426,21 @@ class ScalingModel:
         init_interval = [init_c, float(init_d.min()) if init_d.size else init_c,
                          float(init_d.max()) if init_d.size else init_c]
         return Prediction(t, n, measured, basis, spi, iters, init_interval, [total_c, tlo, thi], notes, startup)
+
+    def startup_iterations(self, p, t, n, iterations):
+        """Measured start-up excess (in steady iterations) that a phase of ``iterations`` iterations repeats, from
+        the nearest measured node count: the whole excess of the probe's phase when the job runs at least as many
+        iterations as the probe did, else the excess of the probe's first ``iterations`` iterations. Never capped:
+        a predicted total is never below the measured time of the probe iterations it repeats (measured start-up
+        plus the steady rate for the remaining iterations)."""
+        st = self.startup.get((p, t)) or {}
+        if not st or iterations <= 0:
+            return 0.0
+        n0 = min(st, key=lambda c: (abs(c - n), c))
+        profile = (self.startup_profile.get((p, t)) or {}).get(n0) or []
+        if iterations < len(profile):
+            return float(profile[int(iterations) - 1])
+        return float(st[n0])
 
     @staticmethod
     def _interval(central, draws, alts):

@@ -172,3 +172,46 @@ def test_end_to_end_noise_free_prediction_is_close(tmp_path):
     mod = pm.ScalingModel(pl.measure(str(tmp_path)), n_boot=20)
     p = mod.predict("sim.medium", 4)
     assert p.seconds_per_iteration["adversarial"][0] == pytest.approx(0.2 / 0.3 + 0.05 * pm._r(4), rel=0.01)
+
+
+def _with_startup(m, phase, excess, profile=None):
+    import dataclasses
+    for key, cm in m.configs.items():
+        cm.phases[phase] = dataclasses.replace(cm.phases[phase], startup_iterations=excess,
+                                               startup_profile=list(profile or []))
+    return m
+
+
+def test_measured_start_up_is_not_capped_at_the_jobs_iterations():
+    """30 steady iterations of measured start-up excess stay in a 10-iteration job (the old cap kept 10)."""
+    m = _measurement({("a", 1): {"adversarial": 1.0}}, init=lambda n: 2.0, samples=40, batch=4, epochs=1, warmup=0)
+    m = _with_startup(m, "adversarial", 30.0)
+    p = pm.ScalingModel(m, n_boot=0).predict("a", 1)
+    assert p.iterations == {"warmup": 0, "adversarial": 10}
+    assert p.startup_iterations["adversarial"] == pytest.approx(30.0)
+    assert p.total_seconds[0] == pytest.approx(2.0 + 1.0 * (10 + 30.0))
+
+
+def test_a_job_shorter_than_the_probe_repeats_the_probes_first_iterations():
+    m = _measurement({("a", 1): {"adversarial": 1.0}}, init=lambda n: 0.0, samples=12, batch=4, epochs=1, warmup=0)
+    m = _with_startup(m, "adversarial", 12.0, profile=[6.0, 9.0, 10.5, 11.2, 11.6, 11.8, 11.9, 12.0, 12.0, 12.0])
+    p = pm.ScalingModel(m, n_boot=0).predict("a", 1)
+    assert p.iterations["adversarial"] == 3
+    assert p.total_seconds[0] == pytest.approx(3 + 10.5)
+
+
+def test_slow_first_iterations_with_ten_probe_iterations_end_to_end(tmp_path):
+    """First iterations up to 9x slower, only ten probe iterations: the predicted time of a job as long as the
+    probe is the probe's measured time; a shorter job gets the time of the probe's first iterations."""
+    timing = lg.SimpleTiming(lg.SIM_SPEED, noise=0.0, drift=8.0, init=0.0, init_per_node=0.0)
+    root = tmp_path / "p"
+    probe(root, types=("sim.medium",), counts=(1,), timing=timing, phases=(("adversarial", 10),),
+          samples_per_epoch=40, local_batch=4, epochs=1, warmup_iterations=0)
+    steps = [0.2 / 0.3 * (1.0 + 8.0 * 0.5 ** i) for i in range(10)]
+    meas = pl.measure(str(root))
+    p10 = pm.ScalingModel(meas, n_boot=0).predict("sim.medium", 1)
+    assert p10.iterations["adversarial"] == 10
+    assert p10.total_seconds[0] == pytest.approx(sum(steps), rel=0.01)
+    p4 = pm.ScalingModel(meas, epochs=1, n_boot=0)
+    p4.m.configs[("sim.medium", 1)].iterations_per_epoch = 4
+    assert p4.predict("sim.medium", 1).total_seconds[0] == pytest.approx(sum(steps[:4]), rel=0.01)
