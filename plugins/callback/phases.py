@@ -22,8 +22,11 @@ options:
   output_file:
     description:
       - Also write the phases as JSON to this file (keys C(total_seconds) and C(phases), a list of C(phase),
-        C(seconds), C(hosts), C(failed)). Empty (the default) writes nothing.
-    type: path
+        C(seconds), C(hosts), C(failed)). Empty (the default) writes nothing. C(~) and environment variables
+        are expanded.
+      - A string, not a C(path) option, on purpose. Ansible turns an empty C(path) into the current folder, and
+        writing the JSON to a folder failed at the end of every run (C(Errno 21, Is a directory)).
+    type: str
     default: ''
     env:
       - name: PARAMOUNT_PHASES_FILE
@@ -79,8 +82,9 @@ class CallbackModule(CallbackBase):
         self._clock.end()
         self._display.banner("PHASES")
         self._display.display(self._clock.table())
-        path = self.get_option("output_file")
+        path = (self.get_option("output_file") or "").strip()
         if path:
+            path = os.path.expanduser(os.path.expandvars(path))
             folder = os.path.dirname(os.path.abspath(path))
             os.makedirs(folder, exist_ok=True)
             with open(path, "w", encoding="utf-8") as handle:

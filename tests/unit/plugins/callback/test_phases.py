@@ -5,12 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[4]
 
 
-def test_a_playbook_run_prints_and_saves_every_play(tmp_path):
-    playbook = tmp_path / "two-plays.yml"
-    playbook.write_text("""
+TWO_PLAYS = """
 - name: First phase
   hosts: localhost
   gather_facts: false
@@ -25,17 +25,32 @@ def test_a_playbook_run_prints_and_saves_every_play(tmp_path):
     - name: Say something
       ansible.builtin.debug:
         msg: hello
-""")
+"""
+
+
+def _run(tmp_path, phases_file=None, **environment):
+    """ansible-playbook of the two plays with the callback enabled; PARAMOUNT_PHASES_FILE as given (None: unset)."""
+    playbook = tmp_path / "two-plays.yml"
+    playbook.write_text(TWO_PLAYS)
     collections = tmp_path / "collections" / "ansible_collections" / "paramount"
     collections.mkdir(parents=True)
     (collections / "cluster").symlink_to(REPO)
-    out = tmp_path / "phases.json"
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(tmp_path / "collections"),
-               ANSIBLE_CALLBACKS_ENABLED="paramount.cluster.phases", PARAMOUNT_PHASES_FILE=str(out),
-               ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"), ANSIBLE_CONFIG=str(tmp_path / "none.cfg"))
-    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local",
-                           str(playbook)], env=env, capture_output=True, text=True, timeout=120, check=False)
+               ANSIBLE_CALLBACKS_ENABLED="paramount.cluster.phases",
+               ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"), ANSIBLE_CONFIG=str(tmp_path / "none.cfg"), **environment)
+    env.pop("PARAMOUNT_PHASES_FILE", None)
+    if phases_file is not None:
+        env["PARAMOUNT_PHASES_FILE"] = phases_file
+    return subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local",
+                           str(playbook)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          check=False)
+
+
+def test_a_playbook_run_prints_and_saves_every_play(tmp_path):
+    out = tmp_path / "phases.json"
+    proc = _run(tmp_path, str(out))
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "WARNING" not in proc.stdout + proc.stderr
     assert "PHASES" in proc.stdout
     assert "| First phase |" in proc.stdout and "| Second phase |" in proc.stdout
     saved = json.loads(out.read_text())
@@ -43,3 +58,25 @@ def test_a_playbook_run_prints_and_saves_every_play(tmp_path):
     assert saved["phases"][0]["seconds"] >= 1.0 > saved["phases"][1]["seconds"]
     assert saved["phases"][0]["hosts"] == ["localhost"]
     assert saved["total_seconds"] >= saved["phases"][0]["seconds"] + saved["phases"][1]["seconds"]
+
+
+@pytest.mark.parametrize("phases_file", [None, ""], ids=["unset", "empty"])
+def test_without_an_output_file_the_run_ends_without_a_warning(tmp_path, phases_file):
+    # The empty default of a `type: path` option became the current folder: opening it for the JSON failed with
+    # "[WARNING]: Callback dispatch 'v2_playbook_on_stats' failed for plugin ...phases: [Errno 21] Is a directory".
+    proc = _run(tmp_path, phases_file)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "| First phase |" in proc.stdout
+    assert "WARNING" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["collections", "tmp", "two-plays.yml"]
+
+
+
+def test_the_output_file_may_start_with_the_home_folder(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    proc = _run(tmp_path, "~/results/phases.json", HOME=str(home))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "WARNING" not in proc.stdout + proc.stderr
+    assert [p["phase"] for p in json.loads((home / "results" / "phases.json").read_text())["phases"]] == [
+        "First phase", "Second phase"]
