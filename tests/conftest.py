@@ -9,6 +9,8 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 COLLECTIONS_ROOT = REPO / ".build" / "collections"
 
@@ -45,3 +47,42 @@ def _import_torch_dynamo_before_ansible():
 
 
 _import_torch_dynamo_before_ansible()
+
+
+# --- Running the suite on two workers (scripts/run-tests: pytest -n 2 --dist loadgroup) -----------------------
+# Most of the suite's wall time is spent waiting on emulated nodes that may use only 15-60% of a CPU, so two
+# workers roughly halve it on a 2-core machine. Each worker has its own session fixtures (its own simulated cloud:
+# clouds never collide, see simcloud.py). Tests that share something outside their worker run in one group, in
+# order, on one worker:
+#   loopback: the local backend and the clap double start torchrun on this machine's 127.0.0.1:29400;
+#   engines:  the trainer image and the wheel folder are built once into .cache/trainer-image, and the scenarios
+#             that use them start dockerd;
+#   autoscale: the two re-planning scenarios, kept together so the other worker takes everything else meanwhile.
+# Slowest work goes first (longest-processing-time-first), so neither worker is left with a long test at the end.
+XDIST_GROUPS = (  # (group, what a test's node id starts with or contains), in the order they are handed out
+    ("autoscale", ("tests/integration/test_autoscale.py",)),
+    ("engines", ("tests/integration/trainer/test_image.py", "test_molecule_scenario[container_probe]",
+                 "test_molecule_scenario[docker_engine]", "test_molecule_scenario[trainer_venv]")),
+    (None, ("test_molecule_scenario[",)),
+    ("loopback", ("tests/integration/clap/", "tests/integration/test_quickstart.py",
+                  "tests/integration/test_bad_input.py", "tests/integration/test_sweep.py")),
+    (None, ("tests/integration/",)),
+)
+
+
+def _xdist_rank(nodeid):
+    for rank, (group, patterns) in enumerate(XDIST_GROUPS):
+        if any(nodeid.startswith(p) or p in nodeid for p in patterns):
+            return rank, group
+    return len(XDIST_GROUPS), None
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the marks into the groups it schedules by
+def pytest_collection_modifyitems(config, items):  # pylint: disable=unused-argument
+    ranked = []
+    for index, item in enumerate(items):
+        rank, group = _xdist_rank(item.nodeid)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+        ranked.append((rank, index, item))
+    items[:] = [item for _rank, _index, item in sorted(ranked, key=lambda r: r[:2])]
