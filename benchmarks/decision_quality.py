@@ -20,7 +20,7 @@ Families (``--families``, all by default; each has its own seeds):
 * ``slow-start``: first iterations 3-7 times slower than the rest (decay 0.5-2 iterations), only ten probe
   iterations (one phase), jobs of 4 to about 800 iterations.
 * ``noise-slope``: two-count scaling whose measured slope is within run-to-run noise: communication 0.2-3%
-  of compute, and every run (each probe run and the full run) draws its own speed factor (between-run
+  of the compute time on one unit of speed (growth with the node count in proportion), and every run (each probe run and the full run) draws its own speed factor (between-run
   coefficient of variation 2-6%).
 
 The truth bill is the benchmark's own rule (``true_bill``), not the optimizer's billing function.
@@ -208,6 +208,7 @@ class Workload:
             self.warmup_iterations = 0
         elif family == "noise-slope":
             self.alpha_n = self.base * loguniform(rng, 0.002, 0.03)
+            self.beta_n = self.alpha_n * rng.uniform(0.0, 0.3)  # (drawn again: small as the rest of the network)
             self.run_cv = rng.uniform(0.02, 0.06)
 
     def _short(self, rng):
