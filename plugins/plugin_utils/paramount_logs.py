@@ -348,6 +348,9 @@ class PhaseMeasurement:
     # startup_profile[i]: excess of the phase's first i + 1 probe iterations over the steady mean, in steady
     # iterations (median over attempts, never negative): what a job of i + 1 iterations repeats of the probe
     startup_profile: list = field(default_factory=list)
+    # the mean step time of each probe run of this configuration (several when it was probed repeatedly: the
+    # model then learns the between-run variation from them)
+    run_means: list = field(default_factory=list)
 
 
 @dataclass
@@ -536,7 +539,8 @@ def measure(results_dir: str, exclude=(), drop_first: int = 1, ranks_per_node=No
     runs = []
     # (type, nodes, basis) -> phase -> lists of per-step values
     samples = defaultdict(lambda: defaultdict(lambda: {"y": [], "compute": [], "comm": [], "dropped": 0,
-                                                       "excess": [], "profile": [], "drift": []}))
+                                                       "excess": [], "profile": [], "drift": [],
+                                                       "by_run": defaultdict(list)}))
     inits = defaultdict(list)
     meta = {}
     type_runs = defaultdict(list)  # type -> [(run_id, usable, reason)]
@@ -693,7 +697,9 @@ def measure(results_dir: str, exclude=(), drop_first: int = 1, ranks_per_node=No
                 for t in att_types:
                     key = (t, a_nodes, basis)
                     bucket = samples[key][phase]
-                    bucket["y"].extend(v / f for v, f in zip(ser["y"][t][cut:], fac[cut:]) if not math.isnan(v))
+                    kept_y = [v / f for v, f in zip(ser["y"][t][cut:], fac[cut:]) if not math.isnan(v)]
+                    bucket["y"].extend(kept_y)
+                    bucket["by_run"][run_id].extend(kept_y)
                     bucket["compute"].extend(v / f for v, f in zip(ser["compute"][t][cut:], fac[cut:]) if not math.isnan(v))
                     bucket["comm"].extend(v / f for v, f in zip(ser["comm"][cut:], fac[cut:]))
                     bucket["dropped"] += cut
@@ -734,7 +740,8 @@ def measure(results_dir: str, exclude=(), drop_first: int = 1, ranks_per_node=No
                 continue
             phases[phase] = PhaseMeasurement(est, robust_mean(b["compute"]), robust_mean(b["comm"]), b["dropped"],
                                              float(np.median(b["excess"])) if b["excess"] else 0.0,
-                                             len(b["drift"]), _median_profile(b["profile"]))
+                                             len(b["drift"]), _median_profile(b["profile"]),
+                                             [float(np.mean(v)) for _rid, v in sorted(b["by_run"].items()) if v])
         if not phases:
             continue
         m = meta[key]

@@ -18,6 +18,10 @@ Seconds per iteration of type T on n nodes, phase p:
   all coefficients >= 0, so the fitted step time never falls as nodes are added; the curve is then
   shifted by the residual at the measured counts (the nearest one outside the measured range,
   linearly interpolated inside it), so measured points stay exact;
+* T probed at exactly two counts whose step times differ by no more than the between-run noise floor
+  (``slope_is_above_noise``): no slope of its own; the communication-shape prior a + s C(n) below (C pooled over
+  all runs, s scaled to T's own measured communication) with the level a pooled over both measured points,
+  residuals interpolated between them (measured points stay exact);
 * T probed at one count n0 only (the documented communication model): the step time is T's own
   compute plus communication C(n), where C is fitted by the same NNLS on the communication
   time (step time minus the slowest rank's ``compute_seconds``) observed in every run of the
@@ -26,8 +30,8 @@ Seconds per iteration of type T on n nodes, phase p:
   With communication observed at one node count n_c > 1 only, C(n) = C(n_c) r(n) / r(n_c).
   With no multi-node run at all, other node counts cannot be predicted: they are reported as such.
 
-Uncertainty: a parametric bootstrap (every measured mean redrawn from its standard error, the
-whole model refitted) gives a 95% interval; for predictions that rest on an assumed shape the
+Uncertainty: a parametric bootstrap (every measured mean redrawn from its standard error and the
+between-run noise, the whole model refitted, the job's own run level drawn once more) gives a 95% interval; for predictions that rest on an assumed shape the
 interval is widened to cover the same fit with the alternative shapes log2(n) and (n - 1) in
 place of r(n).
 
@@ -63,6 +67,22 @@ except ImportError:  # pragma: no cover - reported by the action plugin
 
 PHASES = ("warmup", "adversarial")
 MIN_REL_SE = 0.01  # weight floor: no point counts as more precise than 1% of its value
+
+# Between-run noise. Two probe runs of the same configuration differ by more than their within-run standard
+# errors say: each run gets other hosts (CPU stepping, memory bandwidth, neighbours, placement in the network),
+# so its whole level moves, and a probe's mean step time carries that run's offset. Published measurements of
+# public IaaS clouds (e.g. Leitner and Cito, "Patterns in the Chaos - a Study of Performance Variation and
+# Predictability in Public IaaS Clouds", ACM TOIT 16(3), 2016) found that instances of one type differ between
+# instances and over time, typically by a few percent for CPU-bound work and more for I/O and network. The prior
+# is a relative standard deviation of 3% per run. When some configuration was probed in several runs, the
+# spread of their means updates it (a scaled-inverse-chi-square update with BETWEEN_RUN_PRIOR_DF degrees of
+# freedom for the prior, so two repeats do not overturn it and many do).
+BETWEEN_RUN_CV = 0.03
+BETWEEN_RUN_PRIOR_DF = 4.0
+# A slope measured from two node counts is accepted only when the rise exceeds this many standard deviations of
+# the difference of the two probes' means (within-run standard errors and between-run noise): about 97.5%
+# one-sided, so a rise the noise alone makes once in forty pairs of probes is not taken as scaling.
+NOISE_FLOOR_Z = 1.96
 
 
 def _r(n):
@@ -123,16 +143,61 @@ class Point:
     compute: float | None
 
 
-class PhaseFit:
-    """One fitted model for one phase, built from point data (means already drawn)."""
+def run_variance(point, between_cv):
+    """Variance of a probe's mean step time as an estimate of another run's: within-run standard error plus the
+    between-run noise (relative standard deviation ``between_cv``)."""
+    se = point.y_se if point.y_se and point.y_se > 0 else 0.0
+    return se * se + (between_cv * point.y) ** 2
 
-    def __init__(self, points_by_type, shape="ring"):
+
+def slope_is_above_noise(p_lo, p_hi, between_cv, z=NOISE_FLOOR_Z):
+    """True when the step time measured at the larger count exceeds the one at the smaller count by more than
+    ``z`` standard deviations of their difference (between-run noise included)."""
+    sd = math.sqrt(run_variance(p_lo, between_cv) + run_variance(p_hi, between_cv))
+    return (p_hi.y - p_lo.y) > z * sd
+
+
+def estimate_between_run_cv(measurement, prior=BETWEEN_RUN_CV, prior_df=BETWEEN_RUN_PRIOR_DF):
+    """(relative between-run standard deviation, number of repeated runs that informed it).
+
+    The prior (``BETWEEN_RUN_CV`` with ``BETWEEN_RUN_PRIOR_DF`` degrees of freedom) is updated with the relative
+    spread of the run means of every configuration probed in two or more runs (one phase per configuration: a
+    run's offset is common to its phases). The spread of run means also holds their within-run error, so the
+    estimate errs on the wide side.
+    """
+    ss, df, runs = 0.0, 0, 0
+    for cm in measurement.configs.values():
+        phases = getattr(cm, "phases", {}) or {}
+        pm = phases.get("adversarial") or next(iter(phases.values()), None)
+        means = [float(v) for v in (getattr(pm, "run_means", None) or []) if v and v > 0]
+        if len(means) >= 2:
+            mu = sum(means) / len(means)
+            ss += sum(((v - mu) / mu) ** 2 for v in means)
+            df += len(means) - 1
+            runs += len(means)
+    return math.sqrt((prior_df * prior * prior + ss) / (prior_df + df)), runs
+
+
+class PhaseFit:
+    """One fitted model for one phase, built from point data (means already drawn).
+
+    A type measured at exactly two node counts whose step-time rise is not above the between-run noise floor
+    (``slope_is_above_noise``) gets no slope of its own: its curve is the communication-shape prior, the pooled
+    communication curve C(n) scaled to the type's own measured communication, with a level pooled over both
+    measured points (weights 1 / variance), ``self.prior[t] = (level, scale)``.
+    """
+
+    def __init__(self, points_by_type, shape="ring", between_cv=BETWEEN_RUN_CV):
         self.shape = shape
+        self.between_cv = float(between_cv)
         self.points = points_by_type  # T -> {n: Point}
         self.type_fit = {}
+        self.prior = {}
         for t, pts in points_by_type.items():
             ns = sorted(pts)
-            if len(ns) >= 2:
+            if len(ns) == 2 and not slope_is_above_noise(pts[ns[0]], pts[ns[1]], self.between_cv):
+                self.prior[t] = None  # filled once the pooled communication curve is known
+            elif len(ns) >= 2:
                 cols = basis_columns(len(ns), shape)
                 coef = nnls_fit(ns, [pts[n].y for n in ns], [pts[n].y_se for n in ns], cols)
                 self.type_fit[t] = (coef, cols)
@@ -152,6 +217,20 @@ class PhaseFit:
                 mean = float(np.mean([o[1] for o in comm_obs]))
                 f = SHAPES[shape]
                 self.comm = ("scale", mean / f(nc) if f(nc) > 0 else 0.0, f)
+        for t in list(self.prior):
+            self.prior[t] = self._prior_curve(points_by_type[t])
+
+    def _prior_curve(self, pts):
+        """(level, scale) of the communication-shape prior for one type: scale = the type's own communication
+        over the pooled curve at its multi-node counts (1 without either), level = the variance-weighted mean
+        of y - scale x C(n) over its measured points."""
+        own = [(p.comm, self.comm_at(n)) for n, p in pts.items() if n > 1 and p.comm is not None]
+        own = [(c, cc) for c, cc in own if cc is not None and cc > 0]
+        scale = sum(c for c, _ in own) / sum(cc for _, cc in own) if own else 1.0
+        curve = {n: scale * (self.comm_at(n) or 0.0) for n in pts}
+        w = {n: 1.0 / max(run_variance(p, self.between_cv), 1e-300) for n, p in pts.items()}
+        level = sum(w[n] * (p.y - curve[n]) for n, p in pts.items()) / sum(w.values())
+        return level, scale
 
     def comm_at(self, n):
         if self.comm is None:
@@ -169,6 +248,16 @@ class PhaseFit:
             return None, "not probed"
         if n in pts:
             return pts[n].y, "measured"
+        if self.prior.get(t) is not None:
+            # slope within the noise floor: the communication-shape prior with the pooled level; between the two
+            # measured counts the residuals are interpolated, so measured points stay exact
+            level, scale = self.prior[t]
+            ns = sorted(pts)
+            value = level + scale * (self.comm_at(n) or 0.0)
+            if ns[0] < n < ns[-1]:
+                res = {m: pts[m].y - (level + scale * (self.comm_at(m) or 0.0)) for m in ns}
+                value += res[ns[0]] + (res[ns[-1]] - res[ns[0]]) * (n - ns[0]) / float(ns[-1] - ns[0])
+            return max(value, 0.0), "prior-2"
         if t in self.type_fit:
             # the NNLS curve, shifted by the residual of the measured counts around n (the nearest one
             # beyond the measured range, linearly interpolated inside it): measured points stay exact
@@ -236,7 +325,8 @@ def _draw(rng, mean, se, size):
 class ScalingModel:
     """Fitted model for one workload. ``predict(T, n)`` returns a Prediction or raises Unpredictable."""
 
-    def __init__(self, measurement, epochs=None, ranks_per_node=None, n_boot=200, seed=0, shape=DEFAULT_SHAPE):
+    def __init__(self, measurement, epochs=None, ranks_per_node=None, n_boot=200, seed=0, shape=DEFAULT_SHAPE,
+                 between_run_cv=None):
         if np is None:  # pragma: no cover
             raise ParamountError("paramount.cluster.optimize needs numpy and scipy on the controller")
         self.m = measurement
@@ -259,9 +349,14 @@ class ScalingModel:
                 self.startup.setdefault((p, t), {})[n] = float(getattr(pm, "startup_iterations", 0.0) or 0.0)
                 self.startup_profile.setdefault((p, t), {})[n] = list(getattr(pm, "startup_profile", None) or [])
         self.shape = shape
+        if between_run_cv is None:
+            self.between_cv, self.between_runs = estimate_between_run_cv(measurement)
+        else:
+            self.between_cv, self.between_runs = float(between_run_cv), 0
+        cv = self.between_cv
         alternatives = [s for s in SHAPES if s != shape]
-        self.fits = {p: PhaseFit(pts, shape) for p, pts in self.points.items() if pts}
-        self.alt_fits = {p: [PhaseFit(pts, shape=s) for s in alternatives] for p, pts in self.points.items() if pts}
+        self.fits = {p: PhaseFit(pts, shape, cv) for p, pts in self.points.items() if pts}
+        self.alt_fits = {p: [PhaseFit(pts, s, cv) for s in alternatives] for p, pts in self.points.items() if pts}
         self.boot_fits = {p: [] for p in self.fits}
         for p, pts in self.points.items():
             if not pts:
@@ -271,10 +366,13 @@ class ScalingModel:
                 for t, by_n in pts.items():
                     drawn[t] = {}
                     for n, pt in by_n.items():
-                        y = float(_draw(self.rng, pt.y, pt.y_se, 1)[0])
+                        # a probe's mean is off by its run's level as well as by its standard error
+                        y = float(_draw(self.rng, pt.y, math.sqrt(run_variance(pt, cv)), 1)[0])
                         c = float(_draw(self.rng, pt.comm, pt.comm_se, 1)[0]) if pt.comm is not None else None
                         drawn[t][n] = Point(n, y, pt.y_se, c, pt.comm_se, pt.compute)
-                self.boot_fits[p].append(PhaseFit(drawn, shape))
+                self.boot_fits[p].append(PhaseFit(drawn, shape, cv))
+        # the job is one more run, with its own level: the prediction interval of its total includes it
+        self.future_run = np.maximum(self.rng.normal(1.0, cv, self.n_boot), 0.0) if self.n_boot else np.ones(0)
         # init
         self.init_points = {}
         for (t, n), cm in measurement.configs.items():
@@ -404,10 +502,10 @@ class ScalingModel:
                 startup[p] = self.startup_iterations(p, t, n, iters[p])
         # total
         total_c = init_c + sum(spi[p][0] * (iters.get(p, 0) + startup.get(p, 0.0)) for p in spi)
-        nb = min([len(v[1]) for v in draws_by_phase.values()] + [len(init_d)])
+        nb = min([len(v[1]) for v in draws_by_phase.values()] + [len(init_d), len(self.future_run)])
         tot_d = init_d[:nb].copy()
         for p, (c, d, alts) in draws_by_phase.items():
-            tot_d = tot_d + d[:nb] * (iters.get(p, 0) + startup.get(p, 0.0))
+            tot_d = tot_d + d[:nb] * self.future_run[:nb] * (iters.get(p, 0) + startup.get(p, 0.0))
         alt_tot = []
         n_alt = max([len(v[2]) for v in draws_by_phase.values()] + [0])
         for i in range(n_alt):
@@ -418,6 +516,9 @@ class ScalingModel:
             basis = "measured" if cm.basis == "homogeneous" else "measured (rated in a heterogeneous probe run)"
         elif any(m.startswith("nnls") for m in methods):
             basis = "fitted: NNLS on %s's node counts %s" % (t, self.measured_counts(t))
+        elif "prior-2" in methods:
+            basis = ("prior: %s's step time at node counts %s differs by less than the between-run noise, so the "
+                     "communication shape of all runs with a level pooled over both" % (t, self.measured_counts(t)))
         else:
             basis = ("transfer: %s probed at %s node(s), pooled communication model"
                      % (t, ",".join(str(c) for c in self.measured_counts(t))))
@@ -486,7 +587,7 @@ class ScalingModel:
                 for n, pt in sorted(by_n.items()):
                     reduced = {tt: dict(bn) for tt, bn in pts.items()}
                     del reduced[t][n]
-                    v, how = PhaseFit(reduced, self.shape).predict(t, n)
+                    v, how = PhaseFit(reduced, self.shape, self.between_cv).predict(t, n)
                     if v is not None:
                         out.append({"instance_type": t, "nodes": n, "phase": p, "measured": pt.y,
                                     "predicted": v, "kind": "leave-one-out", "method": how})
