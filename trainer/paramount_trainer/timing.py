@@ -16,8 +16,16 @@ import torch
 import torch.distributed as dist
 
 
+def synchronize(device):
+    """Wait for the device's queued work (CUDA runs asynchronously to the CPU); nothing to wait for elsewhere.
+    Every wall-clock interval that covers device work starts and ends with it, else it times the queueing."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 class StepClock:
     def __init__(self, device):
+        self.device = device
         self.cuda = device.type == "cuda"
         self._ready = None      # last bucket-ready mark during the current backward
         self._pending = []      # CUDA: (bucket-ready event, backward-end event) pairs of this step
@@ -44,8 +52,7 @@ class StepClock:
 
     # -- step ---------------------------------------------------------------------------------------------
     def start(self):
-        if self.cuda:
-            torch.cuda.synchronize()
+        synchronize(self.device)
         self.wait = 0.0
         self._pending = []
         self.t0 = time.perf_counter()
@@ -75,8 +82,8 @@ class StepClock:
 
     def stop(self):
         """(seconds, compute_seconds, wait_seconds) of the step."""
+        synchronize(self.device)
         if self.cuda:
-            torch.cuda.synchronize()
             for ready, end in self._pending:
                 self.wait += max(0.0, ready.elapsed_time(end) / 1000.0)
             self._pending = []

@@ -26,7 +26,7 @@ from .data import (ImageDataset, ResumableDistributedSampler, check_first_image,
 from .errors import CheckpointError, ConfigError, DataError, TrainerError
 from .logs import RunLogger, attempt_number, default_node_name, default_run_id, new_run_id, process_start_time
 from .models import Discriminator, GeneratorRRDB, denormalize, load_vgg_features
-from .timing import StepClock
+from .timing import StepClock, synchronize
 
 WARMUP, ADVERSARIAL = "warmup", "adversarial"
 
@@ -603,8 +603,12 @@ class Trainer:
         return "completed"
 
     def finish_epoch(self, t_epoch, iterations):
+        # on CUDA the evaluation is timed from the end of the work queued before it to the end of its own, like
+        # a step (timing.StepClock); the epoch's seconds end there too
+        synchronize(self.device)
         t_eval = time.perf_counter()
         psnr, psnr_bicubic = (None, None) if self.probe_plan else self.evaluate()
+        synchronize(self.device)
         eval_seconds = time.perf_counter() - t_eval
         finished = self.epoch
         self.epoch += 1
