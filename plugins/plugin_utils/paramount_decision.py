@@ -332,6 +332,43 @@ def decide(ordered, objective):
     return None, "no configuration satisfies the constraints; closest: %s" % "; ".join(parts)
 
 
+def _interval(c: Candidate, objective: str):
+    iv = c.seconds_interval if objective == "time" else c.cost_interval
+    value = objective_value(c, objective)
+    return (iv[0], iv[1]) if iv else (value, value)
+
+
+def runner_up(ordered, chosen, objective):
+    """The best feasible candidate after the chosen one, whether the 95% intervals of their objective overlap,
+    and, when they do, the probe that would separate them: the one of the two with the wider relative interval,
+    probed at its own size (an extrapolated candidate), or probed again (a measured one: a repeated run narrows
+    its between-run noise). None when there is no runner-up."""
+    if chosen is None:
+        return None
+    other = next((c for c in ordered if c.feasible and c is not chosen), None)
+    if other is None:
+        return None
+    (clo, chi), (olo, ohi) = _interval(chosen, objective), _interval(other, objective)
+    overlap = bool(olo <= chi and clo <= ohi)
+    out = {"instance_type": other.instance_type, "nodes": other.nodes, "predicted_seconds": other.predicted_seconds,
+           "predicted_cost": other.predicted_cost, "measured": other.measured, "overlap": overlap,
+           "separating_probe": None}
+    if overlap:
+        def width(c):
+            lo, hi = _interval(c, objective)
+            value = objective_value(c, objective)
+            return (hi - lo) / value if value else math.inf
+        wide = max((chosen, other), key=lambda c: (width(c), not c.measured))
+        out["separating_probe"] = {
+            "instance_type": wide.instance_type, "nodes": wide.nodes,
+            "why": ("%s x%d is %s; its interval is the wider one (%.0f%% of its predicted %s)"
+                    % (wide.instance_type, wide.nodes,
+                       "measured: a repeated probe narrows its between-run noise" if wide.measured
+                       else "extrapolated: a probe at that size measures it",
+                       100 * width(wide), "time" if objective == "time" else "cost"))}
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # desired-state inventory and the start/stop/keep diff
 # --------------------------------------------------------------------------------------------

@@ -343,6 +343,20 @@ def render_report(plan, measurement, candidates, images):
     cons = {k: v for k, v in plan["constraints"].items() if v not in (None, False, [])}
     lines.append("Constraints: " + (", ".join("%s=%s" % (k, v) for k, v in cons.items()) or "none"))
     lines.append("")
+    ru = plan.get("runner_up")
+    if ru:
+        text = "Runner-up: %s x %d, predicted %s, %s." % (ru["instance_type"], ru["nodes"],
+                                                          fmt_seconds(ru["predicted_seconds"]),
+                                                          fmt_money(ru["predicted_cost"]))
+        if ru.get("overlap"):
+            probe = ru.get("separating_probe") or {}
+            text += (" Its 95%% interval overlaps the chosen one's: the choice between them is not settled by the "
+                     "probes. The probe that would separate them: %s x %d (%s)."
+                     % (probe.get("instance_type"), probe.get("nodes") or 0, probe.get("why")))
+        else:
+            text += " The 95% intervals do not overlap."
+        lines.append(text)
+        lines.append("")
     lines.append("Nodes: start %s; stop %s; keep %s; rendezvous %s." % (
         plan.get("start") or "none", plan.get("stop") or "none", plan.get("keep") or "none",
         plan.get("rendezvous") or "none"))

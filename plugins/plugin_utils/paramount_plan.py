@@ -248,6 +248,7 @@ def optimize(args, check_mode=False):
         "warnings": warnings,
         "method": METHOD,
     }
+    plan["runner_up"] = dec.runner_up(ordered, chosen, a["objective"])
     if failure:
         plan["message"] = failure
     plan = outputs.clean_json(plan)

@@ -233,3 +233,22 @@ def test_nodes_kept_from_the_probe_are_past_the_minimum():
     assert two_kept.billing["billed_node_seconds"] == 15 + 60  # one kept, one new
     assert one_kept.predicted_cost == pytest.approx(0.018 * 25 / 3600)
     assert (one_kept.billing["kept_nodes"], two_kept.billing["new_nodes"]) == (1, 1)
+
+
+def test_runner_up_overlap_names_the_probe_that_would_separate_them():
+    a = dec.Candidate("a", 1, 1.0, True, True, predicted_seconds=100, predicted_cost=1.00,
+                      seconds_interval=[95, 105], cost_interval=[0.95, 1.05], feasible=True)
+    b = dec.Candidate("b", 4, 1.0, True, False, predicted_seconds=90, predicted_cost=1.02,
+                      seconds_interval=[60, 150], cost_interval=[0.7, 1.5], feasible=True)
+    far = dec.Candidate("c", 2, 1.0, True, True, predicted_seconds=300, predicted_cost=3.0,
+                        seconds_interval=[290, 310], cost_interval=[2.9, 3.1], feasible=True)
+    ordered = dec.rank([a, b, far], "cost")
+    chosen, _ = dec.decide(ordered, "cost")
+    ru = dec.runner_up(ordered, chosen, "cost")
+    assert chosen is a and ru["instance_type"] == "b" and ru["overlap"]
+    assert (ru["separating_probe"]["instance_type"], ru["separating_probe"]["nodes"]) == ("b", 4)
+    assert "extrapolated" in ru["separating_probe"]["why"]
+    ordered = dec.rank([a, far], "cost")
+    ru = dec.runner_up(ordered, dec.decide(ordered, "cost")[0], "cost")
+    assert ru["instance_type"] == "c" and not ru["overlap"] and ru["separating_probe"] is None
+    assert dec.runner_up(dec.rank([a], "cost"), a, "cost") is None

@@ -194,4 +194,7 @@ def test_plan_records_each_candidates_billing_rule_and_kept_probe_nodes(one_node
     assert bill["billed_node_seconds"] == pytest.approx(math.ceil(lived + added) - max(60, math.ceil(lived)), abs=1)
     assert medium["predicted_cost"] == pytest.approx(0.018 * bill["billed_node_seconds"] / 3600, rel=1e-5)
     assert plan["chosen"]["billing"]["increment_seconds"] >= 1
-    assert "Billing of %s" % plan["chosen"]["instance_type"] in (tmp_path / "o" / "report.md").read_text()
+    report = (tmp_path / "o" / "report.md").read_text()
+    assert "Billing of %s" % plan["chosen"]["instance_type"] in report
+    ru = plan["runner_up"]
+    assert ru and ru["overlap"] in (True, False) and "Runner-up: %s x %d" % (ru["instance_type"], ru["nodes"]) in report
