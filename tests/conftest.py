@@ -52,8 +52,8 @@ _import_torch_dynamo_before_ansible()
 # --- Running the suite on two workers (scripts/run-tests: pytest -n 2 --dist loadgroup) -----------------------
 # Most of the suite's wall time is spent waiting on emulated nodes that may use only 15-60% of a CPU, so two
 # workers roughly halve it on a 2-core machine. Each worker has its own session fixtures (its own simulated cloud:
-# clouds never collide, see simcloud.py). Tests that share something outside their worker run in one group, in
-# order, on one worker:
+# clouds never collide, see simcloud.py). Tests that share something outside their worker form one work unit,
+# run in order on one worker:
 #   loopback: the local backend and the clap double start torchrun on this machine's 127.0.0.1:29400;
 #   engines:  the trainer image and the wheel folder are built once into .cache/trainer-image, and the scenarios
 #             that use them start dockerd;
@@ -70,19 +70,29 @@ XDIST_GROUPS = (  # (group, what a test's node id starts with or contains), in t
 )
 
 
-def _xdist_rank(nodeid):
+def xdist_group(nodeid):
+    """(rank, group) of a test: rank orders the hand-out, group (or None) the tests that must share a worker."""
     for rank, (group, patterns) in enumerate(XDIST_GROUPS):
         if any(nodeid.startswith(p) or p in nodeid for p in patterns):
             return rank, group
     return len(XDIST_GROUPS), None
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the marks into the groups it schedules by
 def pytest_collection_modifyitems(config, items):  # pylint: disable=unused-argument
-    ranked = []
-    for index, item in enumerate(items):
-        rank, group = _xdist_rank(item.nodeid)
-        if group:
-            item.add_marker(pytest.mark.xdist_group(group))
-        ranked.append((rank, index, item))
-    items[:] = [item for _rank, _index, item in sorted(ranked, key=lambda r: r[:2])]
+    """Slowest first; every worker collects in this order and the scheduler hands units out in it."""
+    ranked = sorted(enumerate(items), key=lambda pair: (xdist_group(pair[1].nodeid)[0], pair[0]))
+    items[:] = [item for _index, item in ranked]
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist; without it installed, nothing to schedule
+def pytest_xdist_make_scheduler(config, log):
+    """Work units by XDIST_GROUPS (xdist's own loadgroup marks rename node ids, which pytest 9 ignores)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling  # pylint: disable=import-outside-toplevel
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            return xdist_group(nodeid)[1] or nodeid
+
+    return GroupScheduling(config, log)
