@@ -96,10 +96,13 @@ def test_replaces_a_heterogeneous_cluster_mid_run(sim_cloud, collections_path, t
     work.mkdir()
     env = playbook_env(collections_path, work, run)
     try:
+        # 8 epochs (1216 samples): the heterogeneous cluster has logged ~150 samples when the controller first can
+        # plan, and replacing it still saves about a third of the remaining cost after the 30 s switch; the
+        # homogeneous cluster then trains the rest, which is all this test needs of it.
         rc, out = run_playbook(
             sim_cloud, env, "autoscale",
             "paramount_autoscale_start_inventory=%s" % (REPO / "inventories" / "sim" / "probe-cluster.yml"),
-            "paramount_train_epochs=12", "paramount_checkpoint_interval=%d" % CHECKPOINT_INTERVAL,
+            "paramount_train_epochs=8", "paramount_checkpoint_interval=%d" % CHECKPOINT_INTERVAL,
             "paramount_autoscale_interval=10", "paramount_autoscale_cooldown=60",
             "paramount_autoscale_switch_seconds=30", "paramount_autoscale_max_seconds=1200")
         assert rc == 0, out[-6000:]
