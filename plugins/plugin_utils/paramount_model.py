@@ -226,7 +226,7 @@ class PhaseFit:
         of y - scale x C(n) over its measured points."""
         own = [(p.comm, self.comm_at(n)) for n, p in pts.items() if n > 1 and p.comm is not None]
         own = [(c, cc) for c, cc in own if cc is not None and cc > 0]
-        scale = sum(c for c, _ in own) / sum(cc for _, cc in own) if own else 1.0
+        scale = sum(pair[0] for pair in own) / sum(pair[1] for pair in own) if own else 1.0
         curve = {n: scale * (self.comm_at(n) or 0.0) for n in pts}
         w = {n: 1.0 / max(run_variance(p, self.between_cv), 1e-300) for n, p in pts.items()}
         level = sum(w[n] * (p.y - curve[n]) for n, p in pts.items()) / sum(w.values())
