@@ -148,6 +148,15 @@ options:
         interval is chosen. V(0) (the default) chooses the best point prediction.
     type: float
     default: 0.0
+  cpu_capacity:
+    description:
+      - Cores the emulated types of a cluster may take at once (local and sim backends, which run every node on
+        this machine as a share of one CPU). A candidate whose nodes x C(cpu_share) of the catalog exceeds it is
+        infeasible, with C(cpu_capacity) in its reason. Types without a C(cpu_share) are not limited by it.
+      - Unset (the default) means no limit, for real clouds. The collection's plan playbook passes the measured
+        capacity on the local and sim backends (lookup P(paramount.cluster.cpu_capacity#lookup), the cores this
+        process may use by its scheduler affinity and cgroup CPU limit, less 0.5 core for Ansible and sshd).
+    type: float
 attributes:
   action:
     support: full
@@ -165,6 +174,7 @@ attributes:
 notes:
   - The first iteration of every attempt and phase is always dropped as warm-up; a type with no probe cannot be
     predicted and is listed in C(excluded) with the reason.
+  - A candidate above the catalog's C(node_limit) of its type (a cloud quota) is infeasible, with the reason.
 seealso:
   - name: Optimizer documentation
     description: docs/optimize.md in the collection (method, plan.json, inventory and CLAP formats, benchmark).

@@ -30,6 +30,7 @@ ARGUMENT_SPEC = {
     "clap_setup_action": {"type": "str", "default": "setup-gan"},
     "bootstrap": {"type": "int", "default": 200},
     "tie_tolerance": {"type": "float", "default": 0.0},
+    "cpu_capacity": {"type": "float"},
 }
 
 DEFAULT_MAX_NODES = 8

@@ -89,6 +89,9 @@ def cluster_cost(nodes: int, price_per_hour: float, seconds: float, setup_second
     return price_per_hour * cluster_bill(nodes, seconds, setup_seconds, rule, kept_lives)["billed_node_seconds"] / 3600.0
 
 
+CPU_TOLERANCE = 1e-9  # shares adding up to exactly the capacity fit (5 x 0.30 in floating point)
+
+
 @dataclass
 class Constraints:
     objective: str = "cost"
@@ -98,6 +101,8 @@ class Constraints:
     max_nodes: int | None = None
     measured_only: bool = False
     setup_seconds: float = 0.0
+    # emulated backends (local, sim): cores the cluster's CPU shares may take at once (None: no limit, real clouds)
+    cpu_capacity: float | None = None
 
     def as_dict(self, node_counts, instance_types, epochs):
         return {
@@ -110,6 +115,7 @@ class Constraints:
             "measured_only": self.measured_only,
             "setup_seconds": self.setup_seconds,
             "epochs": epochs,
+            "cpu_capacity": self.cpu_capacity,
         }
 
 
@@ -137,11 +143,17 @@ class Candidate:
     pareto: bool = False
     rank: int = 0
     node_limit: int | None = None  # the catalog's quota for the type
+    cpu_share: float | None = None  # the catalog's share of one CPU of an emulated type (None: not emulated)
     billing: dict | None = None  # the billing rule and the billed node-seconds of the prediction
 
     @property
     def hourly_cost(self):
         return self.nodes * self.price_per_hour
+
+    @property
+    def cpu_cores(self):
+        """Cores the cluster takes on an emulated backend (nodes x cpu_share), None for a type without a share."""
+        return None if self.cpu_share is None else round(self.nodes * self.cpu_share, 9)
 
     def as_dict(self):
         return {
@@ -165,6 +177,9 @@ class Candidate:
             "basis": self.basis,
             "notes": list(self.notes),
             "billing": dict(self.billing) if self.billing else None,
+            "node_limit": self.node_limit,
+            "cpu_share": self.cpu_share,
+            "cpu_cores": self.cpu_cores,
         }
 
     def chosen_dict(self):
@@ -202,7 +217,7 @@ def build_candidates(model, catalog, types, node_counts, constraints: Constraint
             continue
         for n in node_counts:
             c = Candidate(t, n, entry.price_per_hour, predicted=False, measured=False,
-                          node_limit=getattr(entry, "node_limit", None))
+                          node_limit=getattr(entry, "node_limit", None), cpu_share=getattr(entry, "cpu_share", None))
             try:
                 pred = model.predict(t, n)
             except Exception as exc:  # Unpredictable, or any model failure for this one candidate
@@ -240,6 +255,10 @@ def check(c: Candidate, k: Constraints):
     if c.node_limit is not None and c.nodes > c.node_limit:
         v.append(("node_limit", "%d nodes > node_limit %d of %s in the catalog (quota)"
                   % (c.nodes, c.node_limit, c.instance_type), c.nodes / c.node_limit - 1))
+    if k.cpu_capacity is not None and c.cpu_cores is not None and c.cpu_cores > k.cpu_capacity + CPU_TOLERANCE:
+        v.append(("cpu_capacity", "CPU shares %d x %g = %g cores > cpu_capacity %g cores of this machine"
+                  % (c.nodes, c.cpu_share, c.cpu_cores, k.cpu_capacity),
+                  c.cpu_cores / k.cpu_capacity - 1 if k.cpu_capacity > 0 else math.inf))
     if k.max_hourly_cost is not None and c.hourly_cost > k.max_hourly_cost * (1 + 1e-12):
         v.append(("max_hourly_cost", "cluster costs %s/h > max_hourly_cost %s/h"
                   % (fmt_money(c.hourly_cost), fmt_money(k.max_hourly_cost)),

@@ -86,6 +86,7 @@ def normalize_args(args):
     for name in ("deadline", "budget", "max_hourly_cost"):
         _positive(out, name)
     _positive(out, "setup_seconds", allow_zero=True)
+    _positive(out, "cpu_capacity", allow_zero=True)
     out["setup_seconds"] = float(out["setup_seconds"] or 0.0)
     for name in ("max_nodes", "epochs", "ranks_per_node"):
         if out[name] is not None and out[name] < 1:
@@ -199,7 +200,8 @@ def optimize(args, check_mode=False):
         counts = list(range(1, (a["max_nodes"] or DEFAULT_MAX_NODES) + 1))
     k = dec.Constraints(objective=a["objective"], deadline=a["deadline"], budget=a["budget"],
                         max_hourly_cost=a["max_hourly_cost"], max_nodes=a["max_nodes"],
-                        measured_only=a["measured_only"], setup_seconds=a["setup_seconds"])
+                        measured_only=a["measured_only"], setup_seconds=a["setup_seconds"],
+                        cpu_capacity=a["cpu_capacity"])
     lives = kept_lives(current_slots, current_rdzv, measurement, a["setup_seconds"])
     cands, excluded = dec.build_candidates(model, catalog, types, counts, k, measurement.failed_types, lives)
     dec.pareto_front(cands)

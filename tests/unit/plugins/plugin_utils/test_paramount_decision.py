@@ -252,3 +252,80 @@ def test_runner_up_overlap_names_the_probe_that_would_separate_them():
     ru = dec.runner_up(ordered, dec.decide(ordered, "cost")[0], "cost")
     assert ru["instance_type"] == "c" and not ru["overlap"] and ru["separating_probe"] is None
     assert dec.runner_up(dec.rank([a], "cost"), a, "cost") is None
+
+
+class LinearModel:
+    """Perfect scaling up to 8 nodes: more nodes is always faster, so objective time wants the most nodes."""
+
+    def __init__(self, speed):
+        self.speed = speed
+
+    def types(self):
+        return sorted(self.speed)
+
+    def predict(self, t, n):
+        spi = 1.0 / (self.speed[t] * n)
+        total = 1000 * spi + 2.0
+        return Prediction(t, n, n == 1, "fake", {"adversarial": [spi, spi, spi]}, {"adversarial": 1000},
+                          [2.0] * 3, [total, total * 0.9, total * 1.1])
+
+
+LOCAL = {
+    "local.small": CatalogEntry("local.small", 1, 0.5, 0, 0.010, "test", cpu_share=0.15),
+    "local.medium": CatalogEntry("local.medium", 1, 1, 0, 0.018, "test", cpu_share=0.30),
+    "local.large": CatalogEntry("local.large", 1, 2, 0, 0.050, "test", cpu_share=0.60),
+    "t2.small": CatalogEntry("t2.small", 1, 2, 0, 0.023, "test"),
+}
+LOCAL_SPEED = {"local.small": 0.15, "local.medium": 0.30, "local.large": 0.60, "t2.small": 0.01}
+
+
+def _local(cpu_capacity, objective="time"):
+    k = dec.Constraints(objective=objective, cpu_capacity=cpu_capacity)
+    cands, _ = dec.build_candidates(LinearModel(LOCAL_SPEED), LOCAL, sorted(LOCAL_SPEED), list(range(1, 9)), k)
+    ordered = dec.rank(cands, objective)
+    chosen, msg = dec.decide(ordered, objective)
+    return {(c.instance_type, c.nodes): c for c in cands}, chosen, msg, k
+
+
+def test_without_a_capacity_time_takes_more_shares_than_two_cores_hold():
+    _, chosen, _, _ = _local(None)
+    assert chosen.nodes == 8  # what -e paramount_objective=time did on a 2-core machine before capacities
+
+
+def test_cpu_shares_above_the_capacity_are_infeasible_with_the_reason():
+    by, chosen, _, k = _local(1.5)  # 2 cores less the 0.5 reserve
+    medium8 = by[("local.medium", 8)]
+    assert not medium8.feasible
+    assert "CPU shares 8 x 0.3 = 2.4 cores > cpu_capacity 1.5 cores" in medium8.reason
+    assert [v[0] for v in medium8.violations] == ["cpu_capacity"]
+    assert by[("local.medium", 5)].feasible  # 5 x 0.30 = 1.5 fits exactly (no floating-point miss)
+    assert by[("local.large", 2)].feasible and not by[("local.large", 3)].feasible
+    assert by[("local.small", 8)].feasible  # 1.2 cores
+    assert chosen.cpu_cores <= 1.5 and (chosen.instance_type, chosen.nodes) != ("local.medium", 8)
+    # a type without a cpu_share (a real cloud type) is not limited by this machine
+    assert by[("t2.small", 8)].feasible and by[("t2.small", 8)].cpu_cores is None
+    # plan.json: additive keys
+    d = medium8.as_dict()
+    assert (d["cpu_share"], d["cpu_cores"], d["node_limit"]) == (0.3, 2.4, None)
+    assert k.as_dict([1], None, None)["cpu_capacity"] == 1.5
+    assert dec.Constraints().as_dict([1], None, None)["cpu_capacity"] is None
+
+
+def test_a_capacity_below_every_share_leaves_nothing_feasible_and_says_why():
+    k = dec.Constraints(objective="cost", cpu_capacity=0.0)
+    cands, _ = dec.build_candidates(LinearModel(LOCAL_SPEED), LOCAL, ["local.small"], [1, 2], k)
+    chosen, msg = dec.decide(dec.rank(cands, "cost"), "cost")
+    assert chosen is None
+    assert "no configuration satisfies the constraints" in msg and "cpu_capacity 0 cores" in msg
+
+
+def test_node_limit_and_cpu_capacity_are_both_reported():
+    cat = dict(LOCAL, **{"local.large": CatalogEntry("local.large", 1, 2, 0, 0.050, "test", cpu_share=0.60,
+                                                      node_limit=2)})
+    k = dec.Constraints(objective="time", cpu_capacity=1.5)
+    cands, _ = dec.build_candidates(LinearModel(LOCAL_SPEED), cat, ["local.large"], [1, 2, 3], k)
+    three = {c.nodes: c for c in cands}[3]
+    assert [v[0] for v in three.violations] == ["node_limit", "cpu_capacity"]
+    assert "3 nodes > node_limit 2 of local.large in the catalog (quota)" in three.reason
+    assert "1.8 cores > cpu_capacity 1.5" in three.reason
+    assert three.as_dict()["node_limit"] == 2
