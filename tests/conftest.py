@@ -62,20 +62,23 @@ _import_torch_dynamo_before_ansible()
 XDIST_GROUPS = (  # (group, what a test's node id starts with or contains), in the order they are handed out
     ("autoscale", ("tests/integration/test_autoscale.py",)),
     ("engines", ("tests/integration/trainer/test_image.py", "test_molecule_scenario[container_probe]",
-                 "test_molecule_scenario[docker_engine]", "test_molecule_scenario[trainer_venv]")),
-    (None, ("test_molecule_scenario[",)),
-    ("loopback", ("tests/integration/clap/", "tests/integration/test_quickstart.py",
-                  "tests/integration/test_bad_input.py", "tests/integration/test_sweep.py")),
+                 "test_molecule_scenario[trainer_venv]", "test_molecule_scenario[docker_engine]")),
+    ("loopback", ("tests/integration/test_quickstart.py", "tests/integration/clap/test_optimize_clap.py",
+                  "tests/integration/clap/", "tests/integration/test_sweep.py", "tests/integration/test_bad_input.py")),
+    (None, ("test_molecule_scenario[seed_train]", "test_molecule_scenario[seed_scaling]",
+            "test_molecule_scenario[faults]", "test_molecule_scenario[")),
     (None, ("tests/integration/",)),
 )
 
 
 def xdist_group(nodeid):
-    """(rank, group) of a test: rank orders the hand-out, group (or None) the tests that must share a worker."""
+    """(rank, group) of a test: rank orders the hand-out (a group's tests in the order of its patterns, its
+    slowest first), group (or None) names the tests that must share a worker."""
     for rank, (group, patterns) in enumerate(XDIST_GROUPS):
-        if any(nodeid.startswith(p) or p in nodeid for p in patterns):
-            return rank, group
-    return len(XDIST_GROUPS), None
+        for position, pattern in enumerate(patterns):
+            if nodeid.startswith(pattern) or pattern in nodeid:
+                return (rank, position), group
+    return (len(XDIST_GROUPS), 0), None
 
 
 def pytest_collection_modifyitems(config, items):  # pylint: disable=unused-argument
