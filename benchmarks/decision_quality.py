@@ -20,8 +20,8 @@ Families (``--families``, all by default; each has its own seeds):
 * ``slow-start``: first iterations 3-7 times slower than the rest (decay 0.5-2 iterations), only ten probe
   iterations (one phase), jobs of 4 to about 800 iterations.
 * ``noise-slope``: two-count scaling whose measured slope is within run-to-run noise: communication 0.2-3%
-  of the compute time on one unit of speed (growth with the node count in proportion), and every run (each probe run and the full run) draws its own speed factor (between-run
-  coefficient of variation 2-6%).
+  of the compute time on one unit of speed (growth with the node count in proportion), and every run (each
+  probe run and the full run) draws its own speed factor (between-run coefficient of variation 2-6%).
 
 The truth bill is the benchmark's own rule (``true_bill``), not the optimizer's billing function.
 
@@ -508,17 +508,17 @@ def print_family(name, suite, results):
     first = results[0][1]
     print()
     print("== %s: %d workloads; %s" % (name, first["workloads"], suite.text))
-    labels = [label for label, _ in results]
+    labels = [label for label, _figures in results]
     for obj in ("cost", "time"):
         head = ["%-34s" % ("objective %s" % obj)] + ["%12s" % label for label in labels] + \
                ["%12s" % "field", "%12s" % "cheapest/h"]
         print(" ".join(head))
         for text, key, fmt in ROWS:
-            cells = [(fmt % f["%s_opt_%s" % (obj, key)]).rjust(12) for _, f in results]
+            cells = [(fmt % f["%s_opt_%s" % (obj, key)]).rjust(12) for _label, f in results]
             cells += [(fmt % first["%s_field_%s" % (obj, key)]).rjust(12),
                       (fmt % first["%s_cheap_%s" % (obj, key)]).rjust(12)]
             print(" ".join(["%-34s" % text] + cells))
-        cells = [("%.1f" % f["%s_search" % obj]).rjust(12) for _, f in results]
+        cells = [("%.1f" % f["%s_search" % obj]).rjust(12) for _label, f in results]
         print(" ".join(["%-34s" % "search cost / chosen run cost (%)"] + cells))
     for text, key in (("total time, all candidates", "err_all"), ("  measured configurations", "err_measured"),
                       ("  extrapolated configurations", "err_extrap")):
@@ -619,8 +619,8 @@ def main(argv=None):
     print()
     print("Decision quality: synthetic workloads (Pollux-form truth), probes at %s node(s) per type, candidates "
           "1..%d nodes, seed %d, %.0f s%s" % (args.probe_counts, args.max_nodes, args.seed, total,
-                                               " (old method: %.0f s)" % sum(f["seconds"] for f in old.values())
-                                               if old else ""))
+                                              " (old method: %.0f s)" % sum(f["seconds"] for f in old.values())
+                                              if old else ""))
     for name in names:
         results = [("old", old[name]), ("new", figures[name])] if old else [("optimizer", figures[name])]
         print_family(name, all_suites[name], results)

@@ -109,7 +109,7 @@ def job_timeline(nodes):
     steps = {}
     for n in nodes.values():
         for step, phase, moment in n["iterations"]:
-            end, _ = steps.get(step, (moment, phase))
+            end, _phase = steps.get(step, (moment, phase))
             steps[step] = (max(end, moment), phase)  # a step ends when its slowest rank logs it
     if not starts or not steps:
         return None
@@ -278,8 +278,8 @@ def main(results_dir, catalog_csv):
     if probe:
         lines += ["", "Probe: billed %s against the plan's search cost %s (x%s): setup %.0f s + each node's trainer "
                   "life, by its type's billing rule." % (_fmt(probe["measured_cost"], 6),
-                                                          _fmt(probe["search_cost"], 6),
-                                                          _fmt(probe["cost_ratio"], 2), setup_seconds)]
+                                                         _fmt(probe["search_cost"], 6),
+                                                         _fmt(probe["cost_ratio"], 2), setup_seconds)]
     train = comparison.get("train")
     if train:
         ledger["train_time_ratio"] = train["time_ratio"]
@@ -300,7 +300,7 @@ def main(results_dir, catalog_csv):
             lines.append("| %s | %s | %s | %s | %s | %s | %s |" % (
                 row["phase"], _fmt(row["measured_seconds"]), _fmt(row["predicted_seconds"]), _fmt(row["ratio"], 2),
                 "-" if "measured_iterations" not in row else "%s / %s" % (row["measured_iterations"],
-                                                                         row["predicted_iterations"]),
+                                                                          row["predicted_iterations"]),
                 _fmt(row.get("measured_seconds_per_iteration"), 4),
                 _fmt(row.get("predicted_seconds_per_iteration"), 4)))
         lines.append("| **span** | %s | %s | %s | | | |" % (_fmt(train["measured_seconds"]),

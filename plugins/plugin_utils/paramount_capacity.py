@@ -137,7 +137,7 @@ def usable_cores(getaffinity=None, mountinfo="/proc/self/mountinfo", cgroup_file
         return cores, "%g cores (os.cpu_count(): no affinity or cgroup limit could be read)" % cores
     cores = float(min(found))
     how = ["scheduler affinity %s CPU(s)" % (affinity if affinity is not None else "unknown"),
-           "cgroup CPU limit %s" % ("%g cores" % limit if limit is not None else "none")]
+           "cgroup CPU limit %s" % ("none" if limit is None else "%g cores" % float(limit))]
     return cores, "%g cores (%s)" % (cores, ", ".join(how))
 
 
@@ -148,4 +148,3 @@ def cpu_capacity(reserve=DEFAULT_CPU_RESERVE, **kwargs):
         raise ValueError("the CPU reserve must be a number of cores >= 0, got %r" % (reserve,))
     cores, _how = usable_cores(**kwargs)
     return max(0.0, round(cores - float(reserve), 6))
-

@@ -29,7 +29,7 @@ def _records(host, itype, rank=0):
            {"event": "init", "time": 1003.0, "seconds": 3.0}]
     t, step = 1003.0, 0
     for phase, seconds, count in (("warmup", 0.5, 4), ("adversarial", 1.0, 6)):
-        for _ in range(count):
+        for _i in range(count):
             t += seconds
             out.append({"event": "iteration", "time": t, "step": step, "phase": phase, "seconds": seconds,
                         "epoch": 0 if step <= 5 else 1})
@@ -102,7 +102,7 @@ def test_time_is_compared_over_the_span_the_plan_predicts_per_training_phase(tmp
 
 def test_both_costs_are_billed_by_the_plans_rule(tmp_path):
     # 30 s setup + 11.4 s = 41.4 s: billed the 60 s minimum, as the prediction's 30 + 12 s; price 3.6/h
-    ledger, _ = _run(*_results(tmp_path, _chosen()))
+    ledger, _rest = _run(*_results(tmp_path, _chosen()))
     train = ledger["comparison"]["train"]
     assert train["billing"]["billed_node_seconds"] == 60.0
     assert train["measured_cost"] == pytest.approx(0.06) and train["predicted_cost"] == 0.06
@@ -115,7 +115,7 @@ def test_a_node_kept_from_the_probe_pays_only_what_it_adds(tmp_path):
     # lived 50 s (billed in the search cost): 50 + 30 + 11.4 = 91.4 s -> 92 s billed, less the 60 s already billed
     chosen = _chosen(new_nodes=0, kept_nodes=1, kept_lived_seconds=[50.0], billed_node_seconds=32.0)
     chosen["predicted_cost"] = 32.0 * 3.6 / 3600
-    ledger, _ = _run(*_results(tmp_path, chosen))
+    ledger, _rest = _run(*_results(tmp_path, chosen))
     train = ledger["comparison"]["train"]
     assert train["billing"]["kept_nodes"] == 1
     assert train["billing"]["billed_node_seconds"] == pytest.approx(32.0)
@@ -126,7 +126,7 @@ def test_the_plans_rule_is_used_with_its_increment(tmp_path):
     # increment 10 s: 30 + 11.4 = 41.4 -> 50 s, minimum 0; the prediction 30 + 12 = 42 -> 50 s as well
     chosen = _chosen(increment_seconds=10.0, minimum_seconds=0.0, billed_node_seconds=50.0)
     chosen["predicted_cost"] = 50.0 * 3.6 / 3600
-    ledger, _ = _run(*_results(tmp_path, chosen))
+    ledger, _rest = _run(*_results(tmp_path, chosen))
     assert ledger["comparison"]["train"]["billing"]["billed_node_seconds"] == pytest.approx(50.0)
     assert ledger["train_cost_ratio"] == pytest.approx(1.0)
 
@@ -147,6 +147,6 @@ def test_probe_nodes_are_billed_by_their_types_rule_against_the_search_cost(tmp_
 
 def test_without_a_chosen_configuration_only_the_phases_are_listed(tmp_path):
     results, catalog = _results(tmp_path, None)
-    ledger, _ = _run(results, catalog)
+    ledger, _rest = _run(results, catalog)
     assert "train" not in ledger["comparison"] and "train_time_ratio" not in ledger
     assert ledger["phases"][0]["nodes"] == 1

@@ -71,7 +71,6 @@ def test_without_an_output_file_the_run_ends_without_a_warning(tmp_path, phases_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["collections", "tmp", "two-plays.yml"]
 
 
-
 def test_the_output_file_may_start_with_the_home_folder(tmp_path):
     home = tmp_path / "home"
     home.mkdir()

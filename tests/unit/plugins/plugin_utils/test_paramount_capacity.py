@@ -13,7 +13,7 @@ def _tree(tmp_path, mounts, cgroup_lines, files):
     info = []
     for i, (fstype, root, point, options) in enumerate(mounts):
         info.append("%d 23 0:%d %s %s rw,relatime - %s %s rw,%s" % (30 + i, 28 + i, root, tmp_path / point, fstype,
-                                                                      fstype, options))
+                                                                    fstype, options))
     info.append("22 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw")
     (tmp_path / "mountinfo").write_text("\n".join(info) + "\n")
     (tmp_path / "cgroup").write_text("\n".join(cgroup_lines) + "\n")
@@ -41,13 +41,14 @@ def test_cgroup_v2_the_strictest_of_the_cgroup_and_its_ancestors(tmp_path):
 
 
 def test_cgroup_v1_quota_over_period(tmp_path):
+    files = {
+        "cg/cpu,cpuacct/cpu.cfs_quota_us": "-1", "cg/cpu,cpuacct/cpu.cfs_period_us": "100000",
+        "cg/cpu,cpuacct/docker/abc/cpu.cfs_quota_us": "250000",
+        "cg/cpu,cpuacct/docker/abc/cpu.cfs_period_us": "100000",
+        "cg/memory/a/cpu.cfs_quota_us": "10000", "cg/memory/a/cpu.cfs_period_us": "100000",
+    }
     paths = _tree(tmp_path, [("cgroup", "/", "cg/cpu,cpuacct", "cpu,cpuacct"), ("cgroup", "/", "cg/memory", "memory")],
-                  ["4:memory:/a", "2:cpu,cpuacct:/docker/abc", "0::/"], {
-                      "cg/cpu,cpuacct/cpu.cfs_quota_us": "-1", "cg/cpu,cpuacct/cpu.cfs_period_us": "100000",
-                      "cg/cpu,cpuacct/docker/abc/cpu.cfs_quota_us": "250000",
-                      "cg/cpu,cpuacct/docker/abc/cpu.cfs_period_us": "100000",
-                      "cg/memory/a/cpu.cfs_quota_us": "10000", "cg/memory/a/cpu.cfs_period_us": "100000",
-                  })
+                  ["4:memory:/a", "2:cpu,cpuacct:/docker/abc", "0::/"], files)
     assert cap.cgroup_cpu_limit(**paths) == pytest.approx(2.5)  # the memory controller's files are not read
     assert cap.usable_cores(getaffinity=_cpus(4), **paths)[0] == pytest.approx(2.5)
     assert cap.usable_cores(getaffinity=_cpus(2), **paths)[0] == 2  # the affinity when it is the smaller
@@ -70,14 +71,14 @@ def test_no_limit_anywhere_is_the_affinity(tmp_path):
                                         "cg/unified/cgroup.controllers": ""})
     assert cap.cgroup_cpu_limit(**paths) is None
     assert cap.usable_cores(getaffinity=_cpus(2), **paths) == (2.0, "2 cores (scheduler affinity 2 CPU(s), "
-                                                                     "cgroup CPU limit none)")
+                                                               "cgroup CPU limit none)")
     assert cap.cpu_capacity(getaffinity=_cpus(2), **paths) == 1.5
     assert cap.cpu_capacity(reserve=0, getaffinity=_cpus(2), **paths) == 2.0
 
 
 def test_unreadable_files_and_garbage_are_no_limit(tmp_path):
     paths = _tree(tmp_path, [("cgroup2", "/", "cg", "")], ["garbage", "0::/x"], {"cg/x/cpu.max": "lots 100000",
-                                                                                  "cg/cpu.max": ""})
+                                                                                 "cg/cpu.max": ""})
     assert cap.cgroup_cpu_limit(**paths) is None
     assert cap.cgroup_cpu_limit(mountinfo=str(tmp_path / "none"), cgroup_file=str(tmp_path / "none")) is None
 

@@ -190,11 +190,11 @@ def test_scripts_run_by_path_use_the_loader_without_the_collection_on_sys_path(t
             {"host": "n2", "time": 46.0, "event": "end", "status": "completed"}]
     (results / "probe" / "n.log").write_text("".join(json.dumps(r) + "\n" for r in recs))
     run = subprocess.run([sys.executable, str(REPO / "playbooks" / "files" / "paramount_ledger.py"), str(results),
-                          cat], cwd=str(tmp_path), env=env, capture_output=True, text=True)
+                          cat], cwd=str(tmp_path), env=env, capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stderr
     ledger = json.loads((results / "ledger.json").read_text(), parse_constant=lambda c: None)
     assert ledger["phases"][0]["node_seconds"] == 96.0
     bad = _write(tmp_path, HEAD + ",cpu_share\nsim.small,1,1,0,0.01,src,2\n", "bad.csv")
     run = subprocess.run([sys.executable, str(REPO / "playbooks" / "files" / "paramount_ledger.py"), str(results),
-                          bad], cwd=str(tmp_path), env=env, capture_output=True, text=True)
+                          bad], cwd=str(tmp_path), env=env, capture_output=True, text=True, check=False)
     assert run.returncode == 1 and "line 2, column cpu_share" in run.stderr and "Traceback" not in run.stderr

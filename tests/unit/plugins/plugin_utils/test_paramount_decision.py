@@ -166,11 +166,11 @@ def test_inventory_group_vars_and_errors():
 def test_the_catalog_node_limit_is_a_quota():
     cat = dict(CAT, fast=CatalogEntry("fast", 1, 1, 0, 0.050, "test", node_limit=2))
     k = dec.Constraints(objective="time")
-    cands, _ = dec.build_candidates(FakeModel(SPEED), cat, ["fast"], [1, 2, 4], k)
+    cands, _rest = dec.build_candidates(FakeModel(SPEED), cat, ["fast"], [1, 2, 4], k)
     by_n = {c.nodes: c for c in cands}
     assert by_n[2].feasible and not by_n[4].feasible
     assert "4 nodes > node_limit 2 of fast in the catalog" in by_n[4].reason
-    chosen, _ = dec.decide(dec.rank(cands, "time"), "time")
+    chosen, _rest = dec.decide(dec.rank(cands, "time"), "time")
     assert chosen.nodes == 2
 
 
@@ -213,8 +213,8 @@ def test_short_jobs_are_billed_by_the_catalog_rule():
     for minimum, winner in ((60.0, "slow"), (0.0, "mid")):
         cat = {t: CatalogEntry(t, 1, 1, 0, CAT[t].price_per_hour, "test", billing_minimum_seconds=minimum)
                for t in speed}
-        cands, _ = dec.build_candidates(ShortJobModel(speed, work=6.0), cat, list(speed), [1], dec.Constraints())
-        chosen, _ = dec.decide(dec.rank(cands, "cost"), "cost")
+        cands, _rest = dec.build_candidates(ShortJobModel(speed, work=6.0), cat, list(speed), [1], dec.Constraints())
+        chosen, _rest = dec.decide(dec.rank(cands, "cost"), "cost")
         assert chosen.instance_type == winner, (minimum, [(c.instance_type, c.predicted_cost) for c in cands])
         assert chosen.billing["minimum_seconds"] == minimum and chosen.as_dict()["billing"] == chosen.billing
 
@@ -224,8 +224,8 @@ def test_nodes_kept_from_the_probe_are_past_the_minimum():
     cat = {"mid": CatalogEntry("mid", 1, 1, 0, 0.018, "test")}
     model = ShortJobModel(speed, work=6.0)  # 20 s on one node, 10 s on two
     k = dec.Constraints(setup_seconds=5.0)
-    new, _ = dec.build_candidates(model, cat, ["mid"], [1, 2], k)
-    kept, _ = dec.build_candidates(model, cat, ["mid"], [1, 2], k, kept_lives={"mid": [80.0]})
+    new, _rest = dec.build_candidates(model, cat, ["mid"], [1, 2], k)
+    kept, _rest = dec.build_candidates(model, cat, ["mid"], [1, 2], k, kept_lives={"mid": [80.0]})
     one_new, two_new = new
     one_kept, two_kept = kept
     assert one_new.billing["billed_node_seconds"] == 60 and two_new.billing["billed_node_seconds"] == 120
@@ -243,7 +243,7 @@ def test_runner_up_overlap_names_the_probe_that_would_separate_them():
     far = dec.Candidate("c", 2, 1.0, True, True, predicted_seconds=300, predicted_cost=3.0,
                         seconds_interval=[290, 310], cost_interval=[2.9, 3.1], feasible=True)
     ordered = dec.rank([a, b, far], "cost")
-    chosen, _ = dec.decide(ordered, "cost")
+    chosen, _rest = dec.decide(ordered, "cost")
     ru = dec.runner_up(ordered, chosen, "cost")
     assert chosen is a and ru["instance_type"] == "b" and ru["overlap"]
     assert (ru["separating_probe"]["instance_type"], ru["separating_probe"]["nodes"]) == ("b", 4)
@@ -281,19 +281,19 @@ LOCAL_SPEED = {"local.small": 0.15, "local.medium": 0.30, "local.large": 0.60, "
 
 def _local(cpu_capacity, objective="time"):
     k = dec.Constraints(objective=objective, cpu_capacity=cpu_capacity)
-    cands, _ = dec.build_candidates(LinearModel(LOCAL_SPEED), LOCAL, sorted(LOCAL_SPEED), list(range(1, 9)), k)
+    cands, _rest = dec.build_candidates(LinearModel(LOCAL_SPEED), LOCAL, sorted(LOCAL_SPEED), list(range(1, 9)), k)
     ordered = dec.rank(cands, objective)
     chosen, msg = dec.decide(ordered, objective)
     return {(c.instance_type, c.nodes): c for c in cands}, chosen, msg, k
 
 
 def test_without_a_capacity_time_takes_more_shares_than_two_cores_hold():
-    _, chosen, _, _ = _local(None)
+    _rest, chosen, _rest2, _rest3 = _local(None)
     assert chosen.nodes == 8  # what -e paramount_objective=time did on a 2-core machine before capacities
 
 
 def test_cpu_shares_above_the_capacity_are_infeasible_with_the_reason():
-    by, chosen, _, k = _local(1.5)  # 2 cores less the 0.5 reserve
+    by, chosen, _rest, k = _local(1.5)  # 2 cores less the 0.5 reserve
     medium8 = by[("local.medium", 8)]
     assert not medium8.feasible
     assert "CPU shares 8 x 0.3 = 2.4 cores > cpu_capacity 1.5 cores" in medium8.reason
@@ -313,7 +313,7 @@ def test_cpu_shares_above_the_capacity_are_infeasible_with_the_reason():
 
 def test_a_capacity_below_every_share_leaves_nothing_feasible_and_says_why():
     k = dec.Constraints(objective="cost", cpu_capacity=0.0)
-    cands, _ = dec.build_candidates(LinearModel(LOCAL_SPEED), LOCAL, ["local.small"], [1, 2], k)
+    cands, _rest = dec.build_candidates(LinearModel(LOCAL_SPEED), LOCAL, ["local.small"], [1, 2], k)
     chosen, msg = dec.decide(dec.rank(cands, "cost"), "cost")
     assert chosen is None
     assert "no configuration satisfies the constraints" in msg and "cpu_capacity 0 cores" in msg
@@ -321,9 +321,9 @@ def test_a_capacity_below_every_share_leaves_nothing_feasible_and_says_why():
 
 def test_node_limit_and_cpu_capacity_are_both_reported():
     cat = dict(LOCAL, **{"local.large": CatalogEntry("local.large", 1, 2, 0, 0.050, "test", cpu_share=0.60,
-                                                      node_limit=2)})
+                                                     node_limit=2)})
     k = dec.Constraints(objective="time", cpu_capacity=1.5)
-    cands, _ = dec.build_candidates(LinearModel(LOCAL_SPEED), cat, ["local.large"], [1, 2, 3], k)
+    cands, _rest = dec.build_candidates(LinearModel(LOCAL_SPEED), cat, ["local.large"], [1, 2, 3], k)
     three = {c.nodes: c for c in cands}[3]
     assert [v[0] for v in three.violations] == ["node_limit", "cpu_capacity"]
     assert "3 nodes > node_limit 2 of local.large in the catalog (quota)" in three.reason
