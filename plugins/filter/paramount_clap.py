@@ -3,7 +3,7 @@
 # Apache License 2.0 (see galaxy.yml)
 """Filters of the provision role's clap backend: CLAP template ids, parsing of ``clapp``'s output (which must be
 read, since clapp exits 0 when a playbook fails) and the reconciliation of a desired-state inventory with the
-run's CLAP nodes. Formats: shared/reference/clap.md (CLAP 0.2.3), docs/clap.md."""
+run's CLAP nodes. Formats: CLAP 0.2.3 (https://github.com/lmcad-unicamp/CLAP), docs/clap.md."""
 
 from __future__ import annotations
 
