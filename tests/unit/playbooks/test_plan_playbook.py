@@ -8,7 +8,9 @@ import yaml
 
 from ansible.errors import AnsibleValueOmittedError
 from ansible.parsing.dataloader import DataLoader
-from ansible.template import Templar, trust_as_template
+from ansible.template import Templar
+
+from ..templating import trusted
 
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_args import ARGUMENT_SPEC
 
@@ -22,27 +24,17 @@ def _task(module):
     return found[0]
 
 
-def _trust(value):
-    if isinstance(value, str):
-        return trust_as_template(value)
-    if isinstance(value, dict):
-        return {k: _trust(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_trust(v) for v in value]
-    return value
-
-
 def _args(backend="local", **extra):
     """The optimize task's arguments as Ansible templates them, without the omitted ones."""
     task = _task("paramount.cluster.optimize")
     variables = {**PLAY["vars"], **task["vars"], "paramount_results_dir": "/w/results/r", "paramount_catalog": "/c.csv",
                  "paramount_objective": "time", "paramount_probe_inventory": "/inv.yml", "paramount_plan_options": {},
                  "paramount_backend": backend, "paramount_cpu_capacity": 1.5, **extra}
-    templar = Templar(loader=DataLoader(), variables=_trust(variables))
+    templar = Templar(loader=DataLoader(), variables=trusted(variables))
     out = {}
     for key, value in task["paramount.cluster.optimize"].items():
         try:
-            out[key] = templar.template(_trust(value))
+            out[key] = templar.template(trusted(value))
         except AnsibleValueOmittedError:  # omitted: the module's default
             continue
     return out

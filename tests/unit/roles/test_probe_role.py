@@ -6,7 +6,9 @@ import pytest
 import yaml
 
 from ansible.parsing.dataloader import DataLoader
-from ansible.template import Templar, trust_as_template
+from ansible.template import Templar
+
+from ..templating import trusted
 
 REPO = Path(__file__).resolve().parents[3]
 ROLE = REPO / "roles" / "probe"
@@ -49,22 +51,12 @@ def _task(name_start):
     return found[0]
 
 
-def _trust(value):
-    if isinstance(value, str):
-        return trust_as_template(value)
-    if isinstance(value, list):
-        return [_trust(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _trust(v) for k, v in value.items()}
-    return value
-
-
 def _start(**overrides):
     """(argv, environment) of the task that starts the trainer, with the role's defaults and these variables."""
     task = _task("Start the trainer")
     variables = {**_defaults(), **task["vars"], **NODE, **overrides}
-    templar = Templar(loader=DataLoader(), variables=_trust(variables))
-    return templar.template(_trust(task["ansible.builtin.command"]["argv"])), templar.template(_trust(task["environment"]))
+    templar = Templar(loader=DataLoader(), variables=trusted(variables))
+    return templar.template(trusted(task["ansible.builtin.command"]["argv"])), templar.template(trusted(task["environment"]))
 
 
 def _container(**overrides):
@@ -142,7 +134,7 @@ def test_the_session_cgroup_is_the_cpu_controllers_line_else_the_unified_one(pro
     variables = {**_defaults(), **task["vars"], **NODE, "paramount_trainer_run_id": "run-1-probe",
                  "paramount_container_cgroup_parent": "session",
                  "paramount_session_cgroup": {"content": base64.b64encode(proc_self_cgroup.encode()).decode()}}
-    templar = Templar(loader=DataLoader(), variables=_trust(variables))
-    facts = templar.template(_trust(task["ansible.builtin.set_fact"]))
+    templar = Templar(loader=DataLoader(), variables=trusted(variables))
+    facts = templar.template(trusted(task["ansible.builtin.set_fact"]))
     assert facts["paramount_container_cgroup"] == expected
     assert facts["paramount_container_name"] == "paramount-run-1-probe-node-b"

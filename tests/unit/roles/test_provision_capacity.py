@@ -10,6 +10,8 @@ import yaml
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
 
+from ..templating import trusted
+
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_catalog import (
     default_catalog_path,
     load_catalog,
@@ -31,23 +33,13 @@ def _task():
     return found[0]
 
 
-def _trust(value):
-    if isinstance(value, str):
-        return trust_as_template(value)
-    if isinstance(value, list):
-        return [_trust(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _trust(v) for k, v in value.items()}
-    return value
-
-
 def _check(slots, capacity, backend="local", inventory="inventories/local/probe-cluster.yml"):
     """(runs, passes, fail message) of the task for {host: type}."""
     task = _task()
     variables = {**_yaml(ROLE / "defaults" / "main.yml"), **task["vars"], "paramount_backend": backend,
                  "paramount_cpu_capacity": capacity, "paramount_desired_inventory": inventory,
                  "paramount_desired_slots": {h: {"instance_type": t} for h, t in slots.items()}}
-    templar = Templar(loader=DataLoader(), variables=_trust(variables))
+    templar = Templar(loader=DataLoader(), variables=trusted(variables))
     runs = templar.template(trust_as_template("{{ %s }}" % task["when"]))
     passes = templar.template(trust_as_template("{{ %s }}" % task["ansible.builtin.assert"]["that"]))
     return runs, passes, templar.template(trust_as_template(task["ansible.builtin.assert"]["fail_msg"]))
