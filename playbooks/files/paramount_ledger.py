@@ -22,7 +22,6 @@ billing function is the plan's own, paramount_decision.cluster_bill). The probe 
 """
 import importlib.abc
 import importlib.machinery
-import importlib.util
 import json
 import math
 import sys
@@ -56,16 +55,11 @@ def plan_module(name):
 
 
 def load_catalog(path):
-    """The collection's one catalog loader (plugins/plugin_utils/paramount_catalog.py, standard library only),
-    loaded by its file path: this script runs by path, outside Ansible's collection loader."""
-    spec = importlib.util.spec_from_file_location(
-        "paramount_catalog", Path(__file__).resolve().parents[2] / "plugins" / "plugin_utils" / "paramount_catalog.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
+    """The collection's one catalog loader (``paramount_catalog.load_catalog``), imported as the plan imports it."""
+    catalog = plan_module("paramount_catalog")
     try:
-        return module.load_catalog(path)
-    except module.ParamountError as exc:  # names the file, line and column
+        return catalog.load_catalog(path)
+    except catalog.ParamountError as exc:  # names the file, line and column
         sys.exit("ledger: %s" % exc)
 
 
@@ -219,8 +213,8 @@ def main(results_dir, catalog_csv):
     results = Path(results_dir)
     decision = plan_module("paramount_decision")
     # a type with no usable price (an empty cell included) is priced like an unknown type: NaN
-    prices = {t: e.price_per_hour for t, e in load_catalog(catalog_csv).items() if e.price_per_hour is not None}
-    catalog = load_catalog(catalog_csv)  # the billing rules (the line above is the catalog loader's, left as it is)
+    catalog = load_catalog(catalog_csv)
+    prices = {t: e.price_per_hour for t, e in catalog.items() if e.price_per_hour is not None}
     plan = json.loads((results / "plan" / "plan.json").read_text())
     chosen = plan.get("chosen") or {}
     setup_seconds = float((plan.get("constraints") or {}).get("setup_seconds") or 0.0)

@@ -21,8 +21,9 @@ starting with ``#`` are skipped.
 
 This is the one catalog loader of the collection: the optimize plugin, the cost ledger
 (``playbooks/files/paramount_ledger.py``) and the autoscale controller (``paramount_autoscale.py``) all
-read catalogs through ``load_catalog``. The module needs only the standard library, so those scripts,
-which run by path outside Ansible, load it by its file path.
+read catalogs through ``load_catalog``. The module needs only the standard library, so the autoscale
+controller, which runs by path outside Ansible, can load it by its file path (the ledger imports this checkout
+as the collection).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 
 try:
     from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common import ParamountError
-except ImportError:  # loaded by path by a script that runs outside Ansible (ledger, autoscale controller)
+except ImportError:  # loaded by path by a script that runs outside Ansible (the autoscale controller)
 
     class ParamountError(Exception):  # type: ignore[no-redef]
         """A problem with the catalog file; the message names the file, line and column."""
