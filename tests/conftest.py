@@ -57,12 +57,14 @@ _import_torch_dynamo_before_ansible()
 #   loopback: the local backend and the clap double start torchrun on this machine's 127.0.0.1:29400;
 #   engines:  the trainer image and the wheel folder are built once into .cache/trainer-image, and the scenarios
 #             that use them start dockerd;
-#   autoscale: the two re-planning scenarios, kept together so the other worker takes everything else meanwhile.
+#   autoscale: the two re-planning scenarios, kept together so the other worker takes everything else meanwhile;
+#   real_clap: the tests against the real CLAP share one CLAP venv and one simulated cloud (session fixtures).
 # Slowest work goes first (longest-processing-time-first), so neither worker is left with a long test at the end.
 XDIST_GROUPS = (  # (group, what a test's node id starts with or contains), in the order they are handed out
     ("autoscale", ("tests/integration/test_autoscale.py",)),
     ("engines", ("tests/integration/trainer/test_image.py", "test_molecule_scenario[container_probe]",
                  "test_molecule_scenario[trainer_venv]", "test_molecule_scenario[docker_engine]")),
+    ("real_clap", ("tests/integration/clap/test_real_clap",)),
     ("loopback", ("tests/integration/test_quickstart.py", "tests/integration/clap/test_optimize_clap.py",
                   "tests/integration/clap/", "tests/integration/test_sweep.py", "tests/integration/test_bad_input.py")),
     (None, ("test_molecule_scenario[seed_train]", "test_molecule_scenario[seed_scaling]",

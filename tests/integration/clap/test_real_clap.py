@@ -1,0 +1,146 @@
+"""The collection's CLAP role `gan` with the real CLAP 0.2.3 (not the double): sim hosts registered in CLAP's node
+repository through CLAP's own API, then `clapp role add gan`, `-a setup-gan`, `-a run-gan` (probe and train),
+`-a fetch-result`; every record's instance type comes from CLAP's own node, and the optimizer plans from the
+fetched logs. Skipped with the reason when CLAP's source is absent (see tests/clap_real/harness.py)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_logs
+from tests.clap_real import harness
+
+pytestmark = [pytest.mark.root]
+
+PEERS = re.compile(r'"msg": "role gan: (\d+) nodes; rendezvous ([0-9a-f]{32}) at (\S+); run (\S+); node root (\S+)"')
+
+
+def test_clapp_is_the_real_clap_from_its_source_folder(real_clapp):
+    expected = Path(os.environ.get(harness.SOURCE_ENV) or harness.REPO.parent / "shared" / "clap").resolve()
+    proc = real_clapp.clapp("node", "list-templates", check_rc=0, extra_env={"PYTHONVERBOSE": "1"})
+    # Python's import trace names the file every module came from: CLAP's CLI, core and AWS provider
+    for module in ("app/cli/cliapp.py", "clap/node_manager.py", "providers/provider_ansible_aws.py"):
+        assert "# code object from %s/%s\n" % (expected, module) in proc.stderr, (module, proc.stderr[-2000:])
+    assert "ansible_collections/paramount/cluster" not in real_clapp.clapp_path.as_posix()
+    # the real CLAP read this test's CLAP home: the sim templates a user added to the installed instances.yaml
+    for sim_type in ("sim.small", "sim.medium", "sim.large"):
+        assert real_clapp.template(sim_type) in proc.stdout, proc.stdout[-2000:]
+    assert real_clapp.clapp("node", "list", check_rc=0).stdout.strip().endswith("Listed 0 nodes")
+
+
+def _records(path):
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        record = json.loads(line)
+        problem = paramount_logs.validate_record(record)
+        assert problem is None, "%s line %d: %s" % (path, number, problem)
+        records.append(record)
+    return records
+
+
+def _run_gan(clap, run, node_ids, *extra):
+    proc = clap.action("gan", "run-gan", "-e", "paramount_run=%s" % run, *extra, timeout=600)
+    (count, rdzv, address, run_seen, _root) = PEERS.search(proc.stdout).groups()
+    assert int(count) == len(node_ids) and rdzv in node_ids and run_seen == run
+    assert address.startswith("10.77.0."), "the rendezvous is the node's private address from facts: %s" % address
+    return proc
+
+
+def _check_probe_results(clap, run, nodes, moto):
+    """Every node's .log and .out came back named by node id; valid v1 records whose type is moto's."""
+    results = clap.workdir / "results" / run / "probe"
+    assert sorted(p.name for p in results.iterdir()) == sorted("%s.%s" % (i, e) for i, _ in nodes for e in ("log", "out"))
+    for node_id, launched in nodes:
+        records = _records(results / ("%s.log" % node_id))
+        assert records, "no record in %s.log" % node_id
+        starts = [r for r in records if r["event"] == "start"]
+        assert starts and {r["instance_type"] for r in starts} == {moto[launched["instance_id"]]["instance_type"]}, (
+            node_id, [r["instance_type"] for r in starts])
+        assert {r["world_size"] for r in starts} == {len(nodes)} and {r["host"] for r in records} == {node_id}
+        assert any(r["event"] == "iteration" and r["phase"] == "adversarial" for r in records)
+        assert "adversarial" in (results / ("%s.out" % node_id)).read_text()
+    return results
+
+
+def _optimize(results, tmp_path):
+    """paramount.cluster.optimize (the project's Ansible, not CLAP's) on the fetched logs."""
+    playbook = tmp_path / "plan.yml"
+    playbook.write_text(textwrap.dedent("""\
+        - name: Plan from the logs real CLAP fetched
+          hosts: localhost
+          connection: local
+          gather_facts: false
+          tasks:
+            - name: Optimize
+              paramount.cluster.optimize:
+                results_dir: %s
+                catalog: %s
+                output_dir: %s
+                objective: cost
+                plots: false
+        """ % (results, harness.REPO / "catalogs" / "default.csv", tmp_path / "plan")))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env.update(ANSIBLE_COLLECTIONS_PATH=str(harness.REPO / ".build" / "collections"), ANSIBLE_NOCOLOR="1")
+    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", str(playbook)],
+                          env=env, capture_output=True, text=True, timeout=300, check=False, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    return json.loads((tmp_path / "plan" / "plan.json").read_text())
+
+
+def _stop(clap, node_ids):
+    clap.unregister(node_ids)
+    assert clap.clapp("node", "list", check_rc=0).stdout.strip().endswith("Listed 0 nodes")
+
+
+@pytest.mark.timeout(900)
+def test_gan_role_on_two_nodes_of_one_type_probe_train_fetch_and_plan(real_clapp, tmp_path):
+    clap = real_clapp
+    nodes = clap.start_hosts(["sim.medium", "sim.medium"])
+    ids = [node_id for node_id, _ in nodes]
+    clap.clapp("role", "add", "-n", ",".join(ids), "gan", check_rc=0)
+    assert all(n["roles"] == ["gan"] for n in clap.nodes().values())
+    clap.action("gan", "setup-gan", "-e", "paramount_run=two")
+    _run_gan(clap, "two", ids)
+    moto = harness.moto_instances(clap.cloud)
+    results = _check_probe_results(clap, "two", nodes, moto)
+    # the whole job (one epoch): artifacts too
+    _run_gan(clap, "two", ids, "-e", "paramount_mode=train")
+    train = clap.workdir / "results" / "two" / "train"
+    for node_id, launched in nodes:
+        starts = [r for r in _records(train / ("%s.log" % node_id)) if r["event"] == "start"]
+        assert starts and {r["instance_type"] for r in starts} == {moto[launched["instance_id"]]["instance_type"]}
+        assert starts[0]["probe"] is False
+    # fetch-result brings back a file lost on the controller, named by node id
+    (results / ("%s.out" % ids[1])).unlink()
+    clap.action("gan", "fetch-result", "-e", "paramount_run=two")
+    assert (results / ("%s.out" % ids[1])).is_file()
+    plan = _optimize(results, tmp_path)
+    assert plan["chosen"]["instance_type"] == "sim.medium", plan["chosen"]
+    _stop(clap, ids)
+
+
+@pytest.mark.timeout(900)
+def test_gan_role_on_three_nodes_of_three_types_records_carry_clap_types_and_plan(real_clapp, tmp_path):
+    clap = real_clapp
+    nodes = clap.start_hosts(["sim.small", "sim.medium", "sim.large"])
+    ids = [node_id for node_id, _ in nodes]
+    stored = clap.nodes()
+    assert {stored[i]["configuration"]["instance"]["flavor"] for i in ids} == {"sim.small", "sim.medium", "sim.large"}
+    clap.clapp("role", "add", "-n", ",".join(ids), "gan", check_rc=0)
+    clap.action("gan", "setup-gan", "-e", "paramount_run=three")
+    _run_gan(clap, "three", ids)
+    moto = harness.moto_instances(clap.cloud)
+    results = _check_probe_results(clap, "three", nodes, moto)
+    plan = _optimize(results, tmp_path)
+    measured = {c["instance_type"] for c in plan["candidates"] if c.get("measured")}
+    assert {"sim.small", "sim.medium", "sim.large"} <= {c["instance_type"] for c in plan["candidates"]}, plan["candidates"][:3]
+    assert "unknown" not in {c["instance_type"] for c in plan["candidates"]}
+    assert plan["chosen"]["instance_type"] in {"sim.small", "sim.medium", "sim.large"}, measured
+    _stop(clap, ids)
