@@ -640,6 +640,8 @@ def measure(results_dir: str, exclude=(), drop_first: int = 1, ranks_per_node=No
                     rpn[t] = a_world / float(a_nodes)
                 if ranks_per_node:
                     rpn[t] = float(ranks_per_node)
+            # a mixed run rates each type by its compute-only windows when it has them (see _window_rates)
+            rates = _window_rates(a_iters, host_types, warnings, run_id, att) if len(att_types) > 1 else {}
             # per-step series
             series = defaultdict(lambda: {"y": defaultdict(list), "compute": defaultdict(list), "comm": []})
             for step in sorted(steps):
@@ -655,6 +657,9 @@ def measure(results_dir: str, exclude=(), drop_first: int = 1, ranks_per_node=No
                     continue
                 slowest = max(comp.values())
                 comm = max(step_s - slowest, 0.0)
+                for t in comp:
+                    if (t, phase) in rates:
+                        comp[t] = rates[(t, phase)]
                 ser = series[phase]
                 ser["comm"].append(comm)
                 for t in att_types:
@@ -720,10 +725,10 @@ def measure(results_dir: str, exclude=(), drop_first: int = 1, ranks_per_node=No
                 m["epochs"].append(s0["epochs"])
                 m["warmup"].append(s0["warmup_iterations"])
                 used_any = True
-            a_init = [r["seconds"] for r in recs if r["event"] == "init" and r["attempt"] == att]
+            a_init = [r for r in recs if r["event"] == "init" and r["attempt"] == att]
             if a_init:
                 for t in att_types:
-                    inits[(t, a_nodes, basis)].append(max(a_init))
+                    inits[(t, a_nodes, basis)].append(_init_seconds(a_init, t, host_types, len(att_types) > 1))
         for t in set(host_types.values()):
             type_runs[t].append((run_id, used_any, "" if used_any else "no usable iteration"))
         if not used_any:
@@ -774,6 +779,42 @@ def measure(results_dir: str, exclude=(), drop_first: int = 1, ranks_per_node=No
         raise ParamountError("results_dir %s: no usable probe run: %s" % (results_dir, detail))
 
     return Measurement(results_dir, files, job, runs, configs, failed_types, warnings)
+
+
+def _init_seconds(init_records, instance_type, host_types, mixed):
+    """Init of ``instance_type`` in one attempt: the attempt's slowest rank. In a mixed run a fast rank's init
+    includes waiting for the slow ones (the process group forms when every rank has started), so each type is
+    rated by its own ranks' init less their logged waits (``wait_seconds``), when every one of them logged it."""
+    if mixed:
+        own = [r for r in init_records if host_types.get(r["host"]) == instance_type]
+        if own and all(is_finite_number(r.get("wait_seconds")) for r in own):
+            return max(max(0.0, r["seconds"] - r["wait_seconds"]) for r in own)
+    return max(r["seconds"] for r in init_records)
+
+
+def _window_rates(iteration_records, host_types, warnings, run_id, attempt):
+    """(type, phase) -> seconds per step of that type alone, from the compute-only windows of a mixed probe.
+
+    In a synchronous job a rank faster than the slowest waits at every all-reduce and never spends its CPU
+    quota (or a burstable instance's credits): its bursts of compute run faster than the type sustains, so
+    the per-step ``compute_seconds`` rates it too fast. The trainer's window (``window_seconds``, trainer
+    --probe-window) runs whole steps with no collective, busy all along as in a cluster of its own type.
+    Each window's first step is dropped (it starts the data iterator); the rate is the remaining steps' total
+    time over their number, pooled over the type's ranks: a throttled step shorter than the throttle period
+    either fits in a run slot or waits out a stop, so single steps are bimodal and only the total is the rate
+    (a median would pick one mode)."""
+    steps = defaultdict(list)
+    for r in iteration_records:
+        window = r.get("window_seconds")
+        if window is None or r["host"] not in host_types:
+            continue
+        if (not isinstance(window, list) or len(window) < 2
+                or not all(is_finite_number(v) and v >= 0 for v in window)):
+            warnings.append("run %s attempt %d: host %s step %s: window_seconds is not a list of two or more "
+                            "non-negative numbers; its window is not used" % (run_id, attempt, r["host"], r["step"]))
+            continue
+        steps[(host_types[r["host"]], r["phase"])].extend(window[1:])
+    return {key: float(sum(values) / len(values)) for key, values in steps.items() if values}
 
 
 def _median_profile(profiles):

@@ -1,6 +1,7 @@
 """Command line: ``python -m paramount_trainer {train,make-dataset,validate-log}`` (also ``paramount-trainer``)."""
 import argparse
 import json
+import math
 import os
 import sys
 
@@ -26,6 +27,13 @@ def _nonneg_int(text):
     return value
 
 
+def _nonneg_float(text):
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
 def add_train_arguments(p):
     g = p.add_argument_group("run")
     g.add_argument("--preset", default="paper", metavar="{" + ",".join(PRESETS) + "}",
@@ -47,6 +55,11 @@ def add_train_arguments(p):
     g.add_argument("--probe-phases", metavar="SPEC", help="probe both phases, e.g. 'warmup:3,adversarial:10': "
                    "run that many steps of each phase in order, then stop; such a probe neither reads nor "
                    "writes checkpoints")
+    g.add_argument("--probe-window", type=_nonneg_float, default=4.0, metavar="S",
+                   help="with --probe-phases: after the first step of each phase, run that phase's steps for S "
+                   "seconds (at least 3) without gradient all-reduce and time them (the rank's own speed, "
+                   "logged as window_seconds), then restore model, optimisers and random state (0: no window; "
+                   "default: 4)")
     g.add_argument("--threads", type=int, default=1, metavar="N", help="torch threads per rank (default: 1)")
     g.add_argument("--seed", type=int, default=0, help="model init and shuffling seed (default: 0)")
     g.add_argument("--holdout", type=_nonneg_int, default=None, metavar="N",

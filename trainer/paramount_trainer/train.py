@@ -1,5 +1,6 @@
 """``train``: ESRGAN training under torchrun (or as a single process) with paramount-iteration logs."""
 import contextlib
+import copy
 import dataclasses
 import datetime
 import hashlib
@@ -29,6 +30,9 @@ from .models import Discriminator, GeneratorRRDB, denormalize, load_vgg_features
 from .timing import StepClock, synchronize
 
 WARMUP, ADVERSARIAL = "warmup", "adversarial"
+# A probe's compute-only window: at least this many steps (the first is dropped when rating: it starts the data
+# iterator), at most this many (a fast type reaches the window's seconds in many short steps).
+WINDOW_MIN_STEPS, WINDOW_MAX_STEPS = 3, 200
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -61,6 +65,7 @@ class Collectives:
     def __init__(self, env):
         self.env = env
         self.group = None
+        self.waited_seconds = 0.0  # wall time spent in the blocking calls below (waits for the other ranks)
         if env.distributed:
             self.group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else dist.group.WORLD
 
@@ -68,18 +73,25 @@ class Collectives:
     def active(self):
         return self.env.distributed
 
+    def _timed(self, fn, *args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.waited_seconds += time.perf_counter() - t
+
     def all_gather(self, obj):
         if not self.active:
             return [obj]
         out = [None] * self.env.world_size
-        dist.all_gather_object(out, obj, group=self.group)
+        self._timed(dist.all_gather_object, out, obj, group=self.group)
         return out
 
     def broadcast(self, obj, src=0):
         if not self.active:
             return obj
         box = [obj]
-        dist.broadcast_object_list(box, src=src, group=self.group)
+        self._timed(dist.broadcast_object_list, box, src=src, group=self.group)
         return box[0]
 
     def agree(self, error):
@@ -99,7 +111,7 @@ class Collectives:
         work = dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=self.group, async_op=True)
 
         def finish():
-            work.wait()
+            self._timed(work.wait)
             return int(tensor.item())
         return finish
 
@@ -107,12 +119,12 @@ class Collectives:
         if not self.active:
             return list(values)
         tensor = torch.tensor(values, dtype=torch.float64)
-        dist.all_reduce(tensor, group=self.group)
+        self._timed(dist.all_reduce, tensor, group=self.group)
         return tensor.tolist()
 
     def barrier(self):
         if self.active:
-            dist.barrier(group=self.group)
+            self._timed(dist.barrier, group=self.group)
 
 
 def ddp_kwargs():
@@ -251,6 +263,18 @@ class Trainer:
         self.iterations_done = 0
         self.stop_reason = None
         self.resumed_from = None
+        # init's waits for the other ranks outside the collectives' own count (process group, DDP's broadcast):
+        # a rank's own init is its init seconds less its waits, what a cluster of its type alone would take
+        self.init_wait_seconds = 0.0
+        self.window_seconds = getattr(args, "probe_window", 0.0) if self.probe_plan else 0.0
+        # the first step of each probe phase is followed by a compute-only window (see compute_window)
+        self.window_after = set()
+        if self.probe_plan and self.window_seconds > 0:
+            first = 0
+            for _name, n in self.probe_plan:
+                if n:
+                    self.window_after.add(first)
+                first += n
 
     # ---- setup -------------------------------------------------------------------------------------------
     def _stage(self, fn):
@@ -270,8 +294,10 @@ class Trainer:
         self.clock = StepClock(self.device)
         if env.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
+            t = time.perf_counter()  # DDP broadcasts rank 0's parameters: mostly a wait for the other ranks
             self.G_ddp = DDP(self.G, device_ids=ids, **ddp_kwargs())
             self.D_ddp = DDP(self.D, device_ids=ids, **ddp_kwargs())
+            self.init_wait_seconds += time.perf_counter() - t
             self.clock.register(self.G_ddp)
             self.clock.register(self.D_ddp)
             self._rebuild_pending = [self.G_ddp, self.D_ddp]
@@ -466,6 +492,48 @@ class Trainer:
         return gen_hr, {"loss_pixel": loss_pixel.item(), "loss_g": loss_g.item(), "loss_d": loss_d.item(),
                         "loss_content": loss_content.item(), "loss_gan": loss_gan.item()}
 
+    def compute_window(self, phase):
+        """Time this rank's own steps of ``phase`` with nothing to wait for, then undo them.
+
+        In a synchronous job a rank faster than the slowest waits at every all-reduce, so it never spends a CPU
+        quota or credit: its short bursts of compute run faster than the type sustains, and the per-step
+        ``compute_seconds`` rates it too fast (by 28% to 2.4x on emulated shares). Here every rank runs whole
+        steps (data, forward, backward, optimiser) under DDP's ``no_sync()`` for ``--probe-window`` seconds
+        (long against a throttle period, at least WINDOW_MIN_STEPS steps), busy all along like a homogeneous
+        cluster of its type. Model, optimisers and random state are restored after, so the probe's training is
+        exactly what it would be without the window; a barrier then lines the ranks up again. Returns the
+        wall seconds of each window step."""
+        saved = (copy.deepcopy(self.G.state_dict()), copy.deepcopy(self.D.state_dict()),
+                 copy.deepcopy(self.opt_g.state_dict()), copy.deepcopy(self.opt_d.state_dict()), ckpt.rng_state())
+        times = []
+        batches = iter(self.loader)
+        with contextlib.ExitStack() as no_sync:
+            if self.env.distributed:
+                no_sync.enter_context(self.G_ddp.no_sync())
+                no_sync.enter_context(self.D_ddp.no_sync())
+            t_end = time.perf_counter() + self.window_seconds
+            while len(times) < WINDOW_MAX_STEPS and (len(times) < WINDOW_MIN_STEPS or time.perf_counter() < t_end):
+                synchronize(self.device)
+                t = time.perf_counter()
+                batch = next(batches, None)
+                if batch is None:  # a short epoch: start over (the data are the same kind)
+                    batches = iter(self.loader)
+                    batch = next(batches)
+                self.train_step(batch["lr"].to(self.device), batch["hr"].to(self.device), phase)
+                synchronize(self.device)
+                times.append(time.perf_counter() - t)
+        del batches  # stops the data loader's workers, if any
+        generator, discriminator, opt_g, opt_d, rng = saved
+        self.G.load_state_dict(generator)
+        self.D.load_state_dict(discriminator)
+        self.opt_g.load_state_dict(opt_g)
+        self.opt_d.load_state_dict(opt_d)
+        self.opt_g.zero_grad(set_to_none=True)
+        self.opt_d.zero_grad(set_to_none=True)
+        ckpt.set_rng_state(rng)
+        self.coll.barrier()
+        return times
+
     # ---- housekeeping ------------------------------------------------------------------------------------
     def save_sample(self, lr, gen_hr, hr):
         if self.env.rank != 0 or not self.cfg.sample_interval or self.step % self.cfg.sample_interval:
@@ -547,7 +615,9 @@ class Trainer:
             batches = iter(self.loader)
             while True:
                 if not init_logged:
-                    self.log.record("init", seconds=max(0.0, time.time() - self.t_process))
+                    init_seconds = max(0.0, time.time() - self.t_process)
+                    self.log.record("init", seconds=init_seconds, wait_seconds=min(
+                        init_seconds, self.init_wait_seconds + self.coll.waited_seconds))
                     init_logged = True
                 phase = self.phase_for(self.iterations_done)
                 clock.start()
@@ -577,10 +647,13 @@ class Trainer:
                 housekeeping = self.save_sample(lr, gen_hr, hr)
                 if cfg.checkpoint_interval and self.step % cfg.checkpoint_interval == 0:
                     housekeeping += self.save_checkpoint("interval")
+                window = {}
+                if self.iterations_done - 1 in self.window_after:
+                    window["window_seconds"] = self.compute_window(phase)
                 self.log.record(
                     "iteration", epoch=self.epoch, iteration=iteration, step=self.step - 1, phase=phase,
                     seconds=seconds, compute_seconds=compute, samples=b, wait_seconds=wait,
-                    data_seconds=data_seconds, housekeeping_seconds=housekeeping, **losses)
+                    data_seconds=data_seconds, housekeeping_seconds=housekeeping, **window, **losses)
                 if self.iterations_done <= 3 or self.step % self.args.print_interval == 0:
                     self.log.progress(
                         f"[epoch {self.epoch}/{cfg.epochs}] [iteration {iteration}] [step {self.step - 1}] "
@@ -663,7 +736,11 @@ def run_train(args):
             kwargs = {"backend": backend, "timeout": datetime.timedelta(seconds=args.dist_timeout)}
             if device.type == "cuda":
                 kwargs["device_id"] = device
-            dist.init_process_group(**kwargs)
+            t_group = time.perf_counter()
+            dist.init_process_group(**kwargs)  # waits until every rank has started
+            group_seconds = time.perf_counter() - t_group
+        else:
+            group_seconds = 0.0
         coll = Collectives(env)
         run_id = args.run_id or default_run_id()
         if env.distributed and not (args.run_id or os.environ.get("PARAMOUNT_RUN_ID")
@@ -675,6 +752,7 @@ def run_train(args):
         random.seed(args.seed)
         np.random.seed(args.seed)
         trainer = Trainer(args, cfg, env, coll, logger, device, t_process, stop=stop)
+        trainer.init_wait_seconds += group_seconds
         trainer.setup()  # every stage agrees across ranks: all ranks fail together, none hangs
         status = trainer.run()
         trainer.finalize(status)

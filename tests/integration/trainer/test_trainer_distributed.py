@@ -71,6 +71,34 @@ def test_two_rank_run_valid_records_and_identical_parameters(tmp_path, dataset_d
     assert ckpts == ["ckpt-000000006.pt", "ckpt-000000008.pt"]  # interval 3 and 6, then the final; keep 2
 
 
+def test_probe_window_under_ddp_times_each_rank_alone_and_changes_nothing(tmp_path, dataset_dir, run_torchrun,
+                                                                           records, schema_validator):
+    """The window runs under DDP's no_sync (no all-reduce: a slowed rank does not slow the other's window) and
+    is undone: the same parameters as the probe without it, on both ranks."""
+    digests = {}
+    for window in (0, 1):
+        out = tmp_path / str(window)
+        proc = run_torchrun(["--data", dataset_dir, "--output-dir", out, "--node-name", "n",
+                             "--probe-phases", "warmup:2,adversarial:2", "--probe-window", window,
+                             "--debug-slow-rank", "1:0.5"])
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        recs = records(out, "n")
+        assert all(not list(schema_validator.iter_errors(r)) for r in recs)
+        ends = _by_rank(recs, "end")
+        assert ends[0][0]["param_digest"] == ends[1][0]["param_digest"]
+        digests[window] = ends[0][0]["param_digest"]
+        if window:
+            iters = _by_rank(recs, "iteration")
+            windows = {rank: [r["window_seconds"] for r in its if "window_seconds" in r]
+                       for rank, its in iters.items()}
+            assert len(windows[0]) == len(windows[1]) == 2  # after the first step of each phase
+            assert all(len(w) >= 3 for w in windows[0] + windows[1])
+            # rank 1 sleeps 0.5 s a step; rank 0's own steps do not wait for it
+            for fast, slow in zip(windows[0], windows[1]):
+                assert max(fast[1:]) < 0.5 <= min(slow[1:])
+    assert digests[0] == digests[1]
+
+
 def test_slowed_rank_compute_seconds_exclude_allreduce_wait(tmp_path, dataset_dir, run_torchrun, records):
     """Rank 1 sleeps 0.4 s inside its own step: rank 0 then waits in the gradient all-reduce. Rank 0's
     compute_seconds must stay far below its seconds; rank 1's compute_seconds include its sleep."""

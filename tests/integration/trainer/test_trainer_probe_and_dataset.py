@@ -12,7 +12,7 @@ def test_probe_phases_time_both_phases(tmp_path, dataset_dir, run_inprocess, rec
     out = tmp_path / "o"
     # the tiny preset's warm-up is 10 steps: the probe still gets adversarial steps right after 2 warm-up ones
     rc = run_inprocess(["--data", dataset_dir, "--output-dir", out, "--node-name", "p",
-                        "--probe-phases", "warmup:2,adversarial:3"])
+                        "--probe-phases", "warmup:2,adversarial:3", "--probe-window", "0.2"])
     assert rc == 0
     recs = records(out, "p")
     assert all(not list(schema_validator.iter_errors(r)) for r in recs)
@@ -20,10 +20,32 @@ def test_probe_phases_time_both_phases(tmp_path, dataset_dir, run_inprocess, rec
     its = [r for r in recs if r["event"] == "iteration"]
     assert [r["phase"] for r in its] == ["warmup"] * 2 + ["adversarial"] * 3
     assert all("loss_d" in r for r in its[2:]) and all("loss_d" not in r for r in its[:2])
+    # the compute-only window follows the first step of each phase: at least 3 steps of it
+    assert [len(r.get("window_seconds", [])) >= 3 for r in its] == [True, False, True, False, False]
+    init = recs[1]
+    assert 0 <= init["wait_seconds"] <= init["seconds"]
     start, end = recs[0], recs[-1]
     assert start["probe"] is True and start["epochs"] == 2 and start["warmup_iterations"] == 10
     assert end["status"] == "stopped" and end["stop_reason"] == "max-iterations"
     assert not (out / "checkpoints").exists()  # a forced-phase probe is not progress: no checkpoint
+
+
+def _end_digest(recs):
+    (end,) = [r for r in recs if r["event"] == "end"]
+    return end["param_digest"]
+
+
+def test_probe_window_leaves_the_training_as_it_was(tmp_path, dataset_dir, run_inprocess, records):
+    """Model, optimisers and random state are restored after each window: the same parameters at the end."""
+    digests = []
+    for window in ("0", "0.3"):
+        out = tmp_path / window
+        assert run_inprocess(["--data", dataset_dir, "--output-dir", out, "--node-name", "p",
+                              "--probe-phases", "warmup:2,adversarial:2", "--probe-window", window]) == 0
+        recs = records(out, "p")
+        assert any("window_seconds" in r for r in recs) == (window != "0")
+        digests.append(_end_digest(recs))
+    assert digests[0] == digests[1]
 
 
 def test_max_iterations_probe_checkpoints_at_stop(tmp_path, dataset_dir, run_inprocess, records):

@@ -29,7 +29,7 @@ NATIVE = [
     "train", "--quiet", "--preset", "tiny", "--data", "/srv/paramount/data", "--output-dir", "/srv/paramount/output",
     "--log-dir", "/srv/paramount/logs", "--checkpoint-dir", "/srv/paramount/checkpoints", "--node-name", "node-b",
     "--instance-type", "sim.large", "--run-id", "default-probe", "--dist-timeout", "120",
-    "--probe-phases", "warmup:3,adversarial:10",
+    "--probe-phases", "warmup:3,adversarial:10", "--probe-window", "4",
 ]
 
 

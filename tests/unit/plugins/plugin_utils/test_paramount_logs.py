@@ -173,6 +173,76 @@ def test_heterogeneous_run_rates_each_type_by_its_own_compute(tmp_path):
     assert large.seconds.mean == pytest.approx(0.2 / 0.6 + comm, rel=0.05)
 
 
+def _mixed_run_with_windows(tmp_path, window=True, init_waits=True, window_value=None):
+    """A mixed probe of a slow (sim.small) and a fast (sim.large) node where the fast node's per-step compute is
+    a burst (half its sustained time, as when it idles at every all-reduce), its compute-only windows show the
+    sustained time, and the fast node's init includes waiting for the slow one."""
+    sustained = {"sim.small": 1.2, "sim.large": 0.3}
+    recs = lg.run_records("mixed", "wl", [("s", "sim.small"), ("l", "sim.large")],
+                          lg.SimpleTiming(lg.SIM_SPEED, noise=0.0, seed=1))
+    first_of_phase = set()
+    for host, itype in (("s", "sim.small"), ("l", "sim.large")):
+        for r in recs[host]:
+            if r["event"] == "init":
+                r["seconds"] = 20.0  # the fast rank waited for the slow one
+                if init_waits:
+                    r["wait_seconds"] = 0.0 if itype == "sim.small" else 15.0
+            if r["event"] != "iteration":
+                continue
+            r["seconds"] = 1.25
+            r["compute_seconds"] = 1.2 if itype == "sim.small" else 0.15  # the fast node's burst
+            if window and (r["phase"], host) not in first_of_phase:
+                first_of_phase.add((r["phase"], host))
+                r["window_seconds"] = window_value or [9.0] + [sustained[itype]] * 4  # first step dropped
+    lg.write_run(str(tmp_path / "mixed"), recs)
+    for r in (r for lst in recs.values() for r in lst):
+        VALIDATOR.validate(r)
+    return pl.measure(str(tmp_path))
+
+
+def test_mixed_run_rates_each_type_by_its_compute_only_window(tmp_path):
+    m = _mixed_run_with_windows(tmp_path)
+    comm = 1.25 - 1.2
+    for itype, sustained in (("sim.small", 1.2), ("sim.large", 0.3)):
+        phases = m.configs[(itype, 2)].phases
+        assert set(phases) == {"warmup", "adversarial"}
+        for pm in phases.values():
+            assert pm.compute.mean == pytest.approx(sustained)
+            assert pm.seconds.mean == pytest.approx(sustained + comm)
+            assert pm.comm.mean == pytest.approx(comm)
+    assert not m.warnings
+
+
+def test_mixed_run_without_windows_keeps_the_per_step_compute(tmp_path):
+    """Logs of trainers before --probe-window: the old rating, unchanged."""
+    m = _mixed_run_with_windows(tmp_path, window=False)
+    assert m.configs[("sim.large", 2)].phases["adversarial"].compute.mean == pytest.approx(0.15)
+
+
+def test_mixed_run_rates_init_per_type_without_the_waits(tmp_path):
+    m = _mixed_run_with_windows(tmp_path)
+    assert m.configs[("sim.large", 2)].init.mean == pytest.approx(5.0)
+    assert m.configs[("sim.small", 2)].init.mean == pytest.approx(20.0)
+    # without wait_seconds (older trainers) every type gets the run's init, as before
+    m = _mixed_run_with_windows(tmp_path / "old", init_waits=False)
+    assert m.configs[("sim.large", 2)].init.mean == pytest.approx(20.0)
+
+
+@pytest.mark.parametrize("bad", [[0.3], ["x", 0.3], [0.3, -1.0], "0.3"])
+def test_a_malformed_window_is_not_used_and_named(tmp_path, bad):
+    recs = lg.run_records("mixed", "wl", [("s", "sim.small"), ("l", "sim.large")],
+                          lg.SimpleTiming(lg.SIM_SPEED, noise=0.0, seed=1))
+    lg.write_run(str(tmp_path / "plain" / "mixed"), recs)
+    first = next(r for r in recs["l"] if r["event"] == "iteration")
+    first["window_seconds"] = bad
+    lg.write_run(str(tmp_path / "bad" / "mixed"), recs)
+    m = pl.measure(str(tmp_path / "bad"))
+    assert any("host l step 0: window_seconds" in w for w in m.warnings), m.warnings
+    plain = pl.measure(str(tmp_path / "plain"))
+    assert (m.configs[("sim.large", 2)].phases["warmup"].compute.mean
+            == plain.configs[("sim.large", 2)].phases["warmup"].compute.mean)
+
+
 def test_restarts_drop_the_first_iteration_of_every_attempt(tmp_path):
     recs = _records(hosts=(("n0", "sim.medium"),), attempts=3, phases=(("adversarial", 6),))
     lg.write_run(str(tmp_path / "r1"), recs)
