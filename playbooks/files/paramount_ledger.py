@@ -3,7 +3,9 @@
     paramount_ledger.py RESULTS_DIR CATALOG_CSV
 
 Reads RESULTS_DIR/plan/plan.json and the nodes' logs under RESULTS_DIR/{probe,train}/*.log (contract v1),
-writes RESULTS_DIR/ledger.json and RESULTS_DIR/ledger.md, and prints the tables.
+writes RESULTS_DIR/ledger.json and RESULTS_DIR/ledger.md, and prints the tables. With a trained job it also
+draws RESULTS_DIR/measured_vs_predicted.png: measured against predicted seconds per iteration at the probed
+configurations (plan.json's `cross_check`) and, per training phase, the trained job's.
 
 The span (the same on both sides): the plan predicts `predicted_seconds` = the trainer's init (from its process
 start) + every iteration, setup excluded. So the measured training time is the job's span from the first trainer
@@ -192,6 +194,15 @@ def compare_train(timeline, chosen, nodes, price, rule, setup_seconds, decision)
     }
 
 
+def trained_points(train, chosen):
+    """The trained job's measured and predicted seconds per iteration, per training phase, as figure points."""
+    return [{"instance_type": chosen.get("instance_type"), "nodes": int(chosen.get("nodes") or 0),
+             "phase": row["phase"], "measured": row["measured_seconds_per_iteration"],
+             "predicted": row["predicted_seconds_per_iteration"], "kind": "trained"}
+            for row in train["by_phase"]
+            if row.get("measured_seconds_per_iteration") and row.get("predicted_seconds_per_iteration")]
+
+
 def bill_probe(nodes, prices, rules, setup_seconds):
     """(billed node-seconds, cost) of the probe nodes: each by its type's rule over setup + its trainer's life
     (process start to last record), as the plan's search cost bills them; cost None if a type has no price."""
@@ -300,6 +311,14 @@ def main(results_dir, catalog_csv):
         lines.append("| **span** | %s | %s | %s | | | |" % (_fmt(train["measured_seconds"]),
                                                             _fmt(train["predicted_seconds"]),
                                                             _fmt(train["time_ratio"], 2)))
+    if train:
+        figure = results / "measured_vs_predicted.png"
+        points = list(plan.get("cross_check") or []) + trained_points(train, chosen)
+        figure.write_bytes(plan_module("paramount_outputs").render_measured_vs_predicted(
+            points, title="Measured against predicted: probes and the trained job"))
+        ledger["figure"] = str(figure)
+        ledger["figure_points"] = points
+        lines += ["", "Figure: %s (probed and trained points)" % figure]
     (results / "ledger.json").write_text(json.dumps(ledger, indent=2))
     (results / "ledger.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -576,13 +576,20 @@ class ScalingModel:
 
         ``kind`` is ``leave-one-out`` (refit without the point: a real check of the scaling model) for
         types probed at two or more counts, ``fitted`` (the NNLS curve at the point) otherwise when
-        available. Types probed at one count have nothing to check and are skipped.
+        available. A type probed at one count has nothing to check: its point is listed as ``probed``
+        (the model's value there is the measurement), to show where the probes are beside the points the
+        trained job adds (the ledger's ``trained`` points).
         """
         out = []
         for p, pts in self.points.items():
             fit = self.fits.get(p)
             for t, by_n in sorted(pts.items()):
                 if len(by_n) < 2:
+                    for n, pt in sorted(by_n.items()):
+                        v, how = fit.predict(t, n) if fit is not None else (None, "")
+                        if v is not None:
+                            out.append({"instance_type": t, "nodes": n, "phase": p, "measured": pt.y,
+                                        "predicted": v, "kind": "probed", "method": how})
                     continue
                 for n, pt in sorted(by_n.items()):
                     reduced = {tt: dict(bn) for tt, bn in pts.items()}

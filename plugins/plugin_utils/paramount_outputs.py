@@ -275,29 +275,58 @@ def render_plots(candidates, chosen, model):
     fig.tight_layout()
     out[PLOT_TIME_COST] = _png(fig)
 
-    fig = Figure(figsize=(5.5, 5.0), dpi=100)
+    out[PLOT_MEASURED] = render_measured_vs_predicted(model.cross_check() if model is not None else [])
+    return out
+
+
+# how each kind of point is drawn: (marker, legend label)
+CROSS_CHECK_KINDS = {
+    "probed": ("o", "probed (one node count: the model's value is the measurement)"),
+    "fitted": ("s", "probed, fitted curve"),
+    "leave-one-out": ("x", "probed, leave-one-out refit"),
+    "trained": ("*", "trained job"),
+}
+
+
+def render_measured_vs_predicted(rows, title="Scaling model against the probes"):
+    """PNG of measured against predicted seconds per iteration: the plan's cross-check rows (``probed``,
+    ``fitted``, ``leave-one-out``) and, from the ledger, the trained job's (``trained``), one colour per phase."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.0, 5.0), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(111)
-    rows = model.cross_check() if model is not None else []
+    rows = [r for r in rows if r.get("measured") and r.get("predicted")]
     if rows:
-        for kind, mk in (("fitted", "o"), ("leave-one-out", "x")):
-            sel = [r for r in rows if r["kind"] == kind]
-            if sel:
-                ax.scatter([r["measured"] for r in sel], [r["predicted"] for r in sel], marker=mk, label=kind)
+        phases = sorted({r["phase"] for r in rows}, key=lambda p: (p != "warmup", p))
+        for kind, (marker, label) in CROSS_CHECK_KINDS.items():
+            for i, phase in enumerate(phases):
+                sel = [r for r in rows if r["kind"] == kind and r["phase"] == phase]
+                if sel:
+                    edge = {} if marker == "x" else {"edgecolors": "k", "linewidths": 0.5}  # x has no edge
+                    ax.scatter([r["measured"] for r in sel], [r["predicted"] for r in sel], marker=marker,
+                               s=140 if kind == "trained" else 36, color="C%d" % i,
+                               label="%s, %s" % (label, phase), zorder=3, **edge)
+                    for r in sel:
+                        ax.annotate("%s x%d" % (r["instance_type"], r["nodes"]), (r["measured"], r["predicted"]),
+                                    fontsize=6, xytext=(3, 3), textcoords="offset points")
         lo = min(min(r["measured"], r["predicted"]) for r in rows)
         hi = max(max(r["measured"], r["predicted"]) for r in rows)
         ax.plot([lo, hi], [lo, hi], "k-", lw=0.8, label="y = x")
-        ax.legend(fontsize=8)
+        ax.plot([lo, hi], [lo * 1.1, hi * 1.1], "k:", lw=0.6, label="+/- 10%")
+        ax.plot([lo, hi], [lo / 1.1, hi / 1.1], "k:", lw=0.6)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.legend(fontsize=6, loc="upper left")
     else:
-        ax.text(0.5, 0.5, "no type was probed at two or more node counts:\nnothing to cross-check",
-                ha="center", va="center", transform=ax.transAxes, fontsize=9)
+        ax.text(0.5, 0.5, "no measured configuration", ha="center", va="center", transform=ax.transAxes, fontsize=9)
     ax.set_xlabel("measured seconds per iteration")
     ax.set_ylabel("predicted seconds per iteration")
-    ax.set_title("Scaling model against the probes")
-    ax.grid(True, alpha=0.3)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
-    out[PLOT_MEASURED] = _png(fig)
-    return out
+    return _png(fig)
 
 
 def _png(fig):

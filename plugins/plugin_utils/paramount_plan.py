@@ -249,6 +249,9 @@ def optimize(args, check_mode=False):
         "runs": s_rows,
         "warnings": warnings,
         "method": METHOD,
+        # measured against predicted seconds per iteration at the probed configurations (the figure's points)
+        "cross_check": [{key: row[key] for key in ("instance_type", "nodes", "phase", "measured", "predicted", "kind")}
+                        for row in model.cross_check()],
     }
     plan["runner_up"] = dec.runner_up(ordered, chosen, a["objective"])
     if failure:

@@ -41,11 +41,13 @@ def _records(host, itype, rank=0):
     return [dict(common, **r) for r in out]
 
 
-def _results(tmp_path, chosen, setup_seconds=30.0, search_cost=0.0, probe=()):
+def _results(tmp_path, chosen, setup_seconds=30.0, search_cost=0.0, probe=(), cross_check=None):
     results = tmp_path / "results"
     (results / "plan").mkdir(parents=True)
     (results / "train").mkdir()
     plan = {"chosen": chosen, "search_cost": search_cost, "constraints": {"setup_seconds": setup_seconds}}
+    if cross_check is not None:
+        plan["cross_check"] = cross_check
     (results / "plan" / "plan.json").write_text(json.dumps(plan))
     (results / "train" / "n1.log").write_text("".join(json.dumps(r) + "\n" for r in _records("n1", "local.small")))
     if probe:
@@ -98,6 +100,19 @@ def test_time_is_compared_over_the_span_the_plan_predicts_per_training_phase(tmp
     phase = ledger["phases"][0]
     assert phase["phase"] == "train" and phase["statuses"] == ["completed"] and phase["types"] == ["local.small"]
     assert phase["wall_seconds"] == pytest.approx(11.8)
+
+
+def test_the_figure_shows_the_probed_and_the_trained_points(tmp_path):
+    probed = [{"instance_type": "local.medium", "nodes": 1, "phase": "adversarial", "measured": 0.7,
+               "predicted": 0.7, "kind": "probed"}]
+    ledger, printed = _run(*_results(tmp_path, _chosen(), cross_check=probed))
+    figure = tmp_path / "results" / "measured_vs_predicted.png"
+    assert ledger["figure"] == str(figure) and figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    trained = [p for p in ledger["figure_points"] if p["kind"] == "trained"]
+    assert sorted((p["phase"], p["measured"], p["predicted"]) for p in trained) == [
+        ("adversarial", pytest.approx(1.0), 1.0), ("warmup", pytest.approx(0.5), 0.5)]
+    assert probed[0] in ledger["figure_points"]
+    assert "Figure: %s" % figure in printed
 
 
 def test_both_costs_are_billed_by_the_plans_rule(tmp_path):

@@ -122,6 +122,15 @@ def test_cross_check_uses_leave_one_out(tmp_path):
     assert all(abs(r["predicted"] / r["measured"] - 1) < 0.2 for r in adv)
 
 
+def test_cross_check_lists_the_points_of_types_probed_at_one_count():
+    """The quick start probes each type at one count: its figure still shows every probed point."""
+    m = _measurement({("a", 1): {"adversarial": 1.0, "warmup": 0.25}, ("b", 3): {"adversarial": 2.0}})
+    rows = pm.ScalingModel(m, n_boot=10).cross_check()
+    probed = sorted((r["instance_type"], r["nodes"], r["phase"]) for r in rows if r["kind"] == "probed")
+    assert probed == [("a", 1, "adversarial"), ("a", 1, "warmup"), ("b", 3, "adversarial")]
+    assert all(r["predicted"] == pytest.approx(r["measured"]) for r in rows)
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     base=st.floats(0.01, 10.0),
