@@ -450,15 +450,23 @@ class SimCloud:
         """The hosts that exist now, as recorded by the reconciler."""
         return self._recorded_hosts()
 
-    def create_host(self, instance_id, private_ip, instance_type, name=None):
-        """Make the machine of one running instance. Returns its record."""
+    def create_host(self, instance_id, private_ip, instance_type, name=None, public_ip=None, foreign=False):
+        """Make the machine of one running instance. Returns its record.
+
+        ``foreign``: the instance was launched outside the simulated subnet (no subnet asked for, as CLAP's legacy
+        `ec2` plays do: moto then gives it an address of no subnet here); its host gets that address alone (/32),
+        the controller routes it on its bridge and forwards between such hosts. A public IP is added to the host
+        the same way, so the host answers on the address a client records. All of it inside the cloud's
+        namespaces."""
         if instance_type not in SIM_TYPES:
             raise SimCloudError("instance %s has type %r, which the simulated cloud does not emulate (known: %s)"
                                 % (instance_id, instance_type, ", ".join(sorted(SIM_TYPES))))
         address = ipaddress.ip_address(private_ip)
         subnet = ipaddress.ip_network(self.state["subnet"])
-        if address not in subnet:
+        foreign = foreign and address not in subnet
+        if address not in subnet and not foreign:
             raise SimCloudError("instance %s has private IP %s outside the simulated subnet %s" % (instance_id, private_ip, subnet))
+        public = ipaddress.ip_address(public_ip) if public_ip else None
         suffix = instance_id.split("-")[-1][-8:]
         namespace = "%s-i%s" % (self.prefix, suffix)
         veth = "%sv%s" % (self.prefix, suffix[-5:])
@@ -471,12 +479,21 @@ class SimCloud:
         _run(["ip", "-n", namespace, "link", "set", "lo", "up"])
         _run(["ip", "link", "add", veth, "netns", self.controller_ns, "type", "veth", "peer", "name", "eth0", "netns", namespace])
         _run(["ip", "-n", self.controller_ns, "link", "set", veth, "master", "br0", "up"])
-        _run(["ip", "-n", namespace, "addr", "add", "%s/%d" % (address, subnet.prefixlen), "dev", "eth0"])
+        _run(["ip", "-n", namespace, "addr", "add", "%s/%d" % (address, 32 if foreign else subnet.prefixlen), "dev", "eth0"])
+        if public is not None:
+            _run(["ip", "-n", namespace, "addr", "add", "%s/32" % public, "dev", "eth0"])
         _run(["ip", "-n", namespace, "link", "set", "eth0", "up"])
+        if foreign:  # the gateway is on the bridge, not in the host's subnet; the controller routes between them
+            _run(["ip", "-n", namespace, "route", "add", str(subnet), "dev", "eth0"])
+            _run(["ip", "-n", self.controller_ns, "route", "replace", "%s/32" % address, "dev", "br0"])
+            _run(self.controller_argv(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]))
+        if public is not None:
+            _run(["ip", "-n", self.controller_ns, "route", "replace", "%s/32" % public, "dev", "br0"])
         _run(["ip", "-n", namespace, "route", "add", "default", "via", self.state["gateway"]])
         config = host_dir / "sshd_config"
         config.write_text("\n".join([
             "ListenAddress %s:22" % address,
+        ] + (["ListenAddress %s:22" % public] if public is not None else []) + [
             "HostKey %s" % (self.state_dir / "ssh_host_ed25519_key"),
             "PidFile %s" % (host_dir / "sshd.pid"),
             "AuthorizedKeysFile %s" % (self.state_dir / "authorized_keys"),
@@ -507,6 +524,7 @@ class SimCloud:
         record = {
             "instance_id": instance_id, "private_ip": str(address), "instance_type": instance_type,
             "hostname": hostname, "name": name or "", "namespace": namespace, "veth": veth, "sshd_pid": proc.pid,
+            "public_ip": str(public) if public is not None else "", "foreign": foreign,
         }
         (host_dir.with_suffix(".json")).write_text(json.dumps(record, indent=2))
         self._write_hosts_file()
@@ -518,6 +536,8 @@ class SimCloud:
         kill_pids([record.get("sshd_pid", 0)])
         delete_netns(record["namespace"])
         _run(["ip", "-n", self.controller_ns, "link", "del", record["veth"]], check=False)
+        for routed in ([record["public_ip"]] if record.get("public_ip") else []) + ([record["private_ip"]] if record.get("foreign") else []):
+            _run(["ip", "-n", self.controller_ns, "route", "del", routed + "/32"], check=False)
         for controller in ("cpu", "memory"):
             group = CGROUP_ROOT / controller / self.prefix / record["instance_type"] / record["instance_id"]
             if group.is_dir():
@@ -552,7 +572,8 @@ class SimCloud:
             for reservation in page["Reservations"]:
                 for instance in reservation["Instances"]:
                     tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
-                    wanted[instance["InstanceId"]] = (instance.get("PrivateIpAddress"), instance["InstanceType"], tags.get("Name"))
+                    wanted[instance["InstanceId"]] = (instance.get("PrivateIpAddress"), instance["InstanceType"], tags.get("Name"),
+                                                      instance.get("PublicIpAddress"), instance.get("SubnetId"))
         existing = {h["instance_id"]: h for h in self._recorded_hosts()}
         deleted = [i for i in existing if i not in wanted]
         for instance_id in deleted:
@@ -560,11 +581,11 @@ class SimCloud:
         created = []
         errors = self.state_dir / "reconcile-errors.json"
         problems = {}
-        for instance_id, (address, instance_type, name) in wanted.items():
+        for instance_id, (address, instance_type, name, public_ip, subnet_id) in wanted.items():
             if instance_id in existing:
                 continue
             try:
-                self.create_host(instance_id, address, instance_type, name)
+                self.create_host(instance_id, address, instance_type, name, public_ip, subnet_id != self.state.get("subnet_id"))
                 created.append(instance_id)
             except (SimCloudError, ValueError) as exc:
                 problems[instance_id] = str(exc)

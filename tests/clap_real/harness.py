@@ -26,6 +26,10 @@ SETUP_CLAP = REPO / "scripts" / "setup-clap"
 SETUP_CLAP_ENV = REPO / "scripts" / "setup-clap-env"
 REGISTER = Path(__file__).resolve().parent / "register_nodes.py"
 SUCCESS = "Action {action} from role {role} was successfully performed!"
+# boto 2 (CLAP's legacy `ec2` plays) signs with the service and region it reads from the endpoint's host name and
+# talks plain HTTP on port 80 only: a name of this form for moto, known only in clapp's private /etc/hosts.
+EC2_HOST = "ec2.us-east-1.paramount-sim"
+MOTO_PORT = 80
 
 
 def clap_source():
@@ -146,8 +150,14 @@ class RealClap:
         self.clap_path = self.home / ".clap"
         self.workdir = self.tmp / "work"
         self.launched = []  # instance ids this clapp's test launched (the fixture ends them)
+        self.timings = []  # (command, seconds) of every clapp call, printed by the fixture
         for folder in (self.home, self.workdir, self.tmp / "ansible-tmp"):
             folder.mkdir(parents=True, exist_ok=True)
+        # clapp's own /etc/hosts (a bind mount in a mount namespace of its own, inside the cloud's controller
+        # namespace): moto's boto-2 name exists there and nowhere else on this machine
+        self.hosts_file = self.tmp / "clapp-hosts"
+        self.hosts_file.write_text("127.0.0.1\tlocalhost %s\n::1\tlocalhost ip6-localhost ip6-loopback\n" % EC2_HOST)
+        (self.tmp / "boto.cfg").write_text("[Boto]\nis_secure = False\n")
         keep = {k: v for k, v in os.environ.items()
                 if not k.startswith(("ANSIBLE_", "CLAP", "PARAMOUNT_", "AWS_", "VIRTUAL_ENV", "PYTHON"))}
         self.env = dict(keep, **cloud.environment())
@@ -169,6 +179,9 @@ class RealClap:
             "ANSIBLE_FORCE_COLOR": "0",
             "NO_COLOR": "1",
             "ANSIBLE_RETRY_FILES_ENABLED": "0",
+            # the legacy ec2 modules' endpoint (boto 2 and boto3 alike); boto 2 over plain HTTP
+            "EC2_URL": "http://%s:%d" % (EC2_HOST, cloud.state["moto_port"]),
+            "BOTO_CONFIG": str(self.tmp / "boto.cfg"),
             # never write bytecode into CLAP's source folder (shared with other checkouts)
             "PYTHONDONTWRITEBYTECODE": "1",
         })
@@ -211,6 +224,16 @@ class RealClap:
             "",
         ]))
 
+    def stand_in(self, template, instance_type, **keys):
+        """Make the installed template ``template`` start ``instance_type`` in the simulated cloud (what a user does
+        when filling in the placeholders: provider, login, image, security group; here also the flavor)."""
+        import yaml  # pylint: disable=import-outside-toplevel
+        path = self.clap_path / "configs" / "instances.yaml"
+        templates = yaml.safe_load(path.read_text())
+        sim = templates[self.template(instance_type)]
+        templates[template] = dict(sim, **keys)
+        path.write_text(yaml.safe_dump(templates, sort_keys=False))
+
     @staticmethod
     def template(instance_type):
         from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_outputs  # pylint: disable=import-outside-toplevel
@@ -222,12 +245,20 @@ class RealClap:
         cwd = str(cwd or self.workdir)
         env = dict(self.env, PWD=cwd, **(extra_env or {}))  # what a shell sets: the gan playbooks put results under $PWD/results
         argv = [str(self.python), str(self.clapp_path)] + [str(a) for a in args]
-        proc = subprocess.run(self.cloud.controller_argv(argv), env=env, cwd=cwd, capture_output=True, text=True,
+        start = time.monotonic()
+        proc = subprocess.run(self.controller_argv(argv), env=env, cwd=cwd, capture_output=True, text=True,
                               timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+        self.timings.append((" ".join(str(a) for a in args[:5]), time.monotonic() - start))
         if check_rc is not None:
             assert proc.returncode == check_rc, "clapp %s: rc %d\n%s\n%s" % (
                 " ".join(map(str, args)), proc.returncode, proc.stdout[-4000:], proc.stderr[-3000:])
         return proc
+
+    def controller_argv(self, argv):
+        """``argv`` in the cloud's controller namespace with clapp's private /etc/hosts."""
+        script = 'mount --bind "$0" /etc/hosts && exec "$@"'
+        return self.cloud.controller_argv(["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
+                                           str(self.hosts_file)] + list(argv))
 
     def action(self, role, action, *args, timeout=400):
         """`clapp role action ROLE -a ACTION ARGS`, asserting CLAP's success line (clapp exits 0 on failure too)."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from ansible_collections.paramount.cluster.plugins.plugin_utils import simcloud
 from tests.clap_real import harness
 
-from ..conftest import start_cloud
+from ..conftest import require_simcloud
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +23,10 @@ def real_clap_python():
 @pytest.fixture(scope="session")
 def real_clap_cloud(real_clap_python, tmp_path_factory):  # pylint: disable=unused-argument,redefined-outer-name
     """A simulated cloud of the real-CLAP tests alone (their CLAP nodes are all its instances)."""
-    cloud = start_cloud(tmp_path_factory.mktemp("clapcloud"))
+    # moto on port 80 of the cloud's controller namespace: boto 2 ignores the endpoint's port (harness.EC2_HOST)
+    require_simcloud()
+    cloud = simcloud.SimCloud(tmp_path_factory.mktemp("clapcloud"), moto_port=harness.MOTO_PORT)
+    cloud.up()
     try:
         yield cloud
     finally:
@@ -36,9 +40,11 @@ def real_clapp(real_clap_cloud, real_clap_python, tmp_path):  # pylint: disable=
     themselves) and no instance or host it launched may remain."""
     clap = harness.RealClap(real_clap_cloud, tmp_path, real_clap_python)
     yield clap
+    print("clapp calls: " + "; ".join("%s: %.0f s" % call for call in clap.timings))
     left = clap.nodes()
     clap.unregister(sorted(left))
-    launched = sorted(clap.launched)
+    # what the test launched, and what CLAP started and a failed test left (its nodes' instances)
+    launched = sorted(set(clap.launched) | {n["cloud_instance_id"] for n in left.values() if n.get("cloud_instance_id")})
     harness.terminate_hosts(real_clap_cloud, launched)
     running = {i for i, v in harness.moto_instances(real_clap_cloud).items() if v["state"] != "terminated"}
     hosts = {h["instance_id"] for h in real_clap_cloud.hosts()}
