@@ -40,6 +40,14 @@ def test_seed_experiment_clusters_started_by_clap_1x_2x_4x_run_gan_and_plan(real
         assert node["ip"] == instance["public_ip"] == hosts[node["cloud_instance_id"]]["public_ip"], node
         assert instance["tags"].get("CreatedWith") == "CLAP" and instance["instance_type"] == STAND_IN
         assert node["roles"] == ["gan"], node  # the cluster's setup added role gan (and ran setup-gan)
+    # what the clap backend of provision calls between start and setup: liveness, run tags, the tagged list
+    all_ids = sorted(stored)
+    alive = f.clap_alive(clap.clapp("node", "alive", *all_ids, "-cr", "1", "-rt", "1", check_rc=0).stdout)
+    assert alive == {i: True for i in all_ids}, alive
+    clap.clapp("node", "add-tag", *clusters["2x"][1], "-t", "paramount_run=seed", "-t", "paramount_slot=x", check_rc=0)
+    tagged = f.clap_nodes(clap.clapp("node", "list", "-d", "-t", "paramount_run=seed", check_rc=0).stdout)
+    assert sorted(n["node_id"] for n in tagged) == clusters["2x"][1]
+    assert all(n["tags"]["paramount_run"] == "seed" and n["extra"]["private_ip"] for n in tagged)
     for size, (cluster_id, ids) in clusters.items():
         listed = clap.clapp("cluster", "nodes", cluster_id, "-q", check_rc=0).stdout.split()
         assert sorted(i for i in listed if len(i) == 32) == ids
@@ -56,6 +64,17 @@ def test_seed_experiment_clusters_started_by_clap_1x_2x_4x_run_gan_and_plan(real
     measured = sorted({c["nodes"] for c in plan["candidates"] if c["instance_type"] == STAND_IN and c.get("measured")})
     assert plan["chosen"]["instance_type"] == STAND_IN, json.dumps(plan["chosen"])
     assert measured == [1, 2, 4], json.dumps(plan["candidates"][:4])
+    # what the clap backend does to reach a chosen cluster and leave the old one: grow without setup, stop a node
+    cluster_1x = clusters["1x"][0]
+    grown = f.clap_started(clap.clapp("cluster", "grow", cluster_1x, "--node", "workers:1", "--no-setup",
+                                      timeout=300, check_rc=0).stdout)["nodes"]
+    assert list(grown) == ["workers"] and len(grown["workers"]) == 1, grown
+    listed = clap.clapp("cluster", "nodes", cluster_1x, "-q", check_rc=0).stdout.split()
+    assert grown["workers"][0] in listed
+    dropped = clusters["4x"][1][-1]
+    assert f.clap_stopped(clap.clapp("node", "stop", dropped, timeout=300, check_rc=0).stdout) == [dropped]
+    assert dropped not in clap.nodes()
+    assert harness.moto_instances(clap.cloud)[stored[dropped]["cloud_instance_id"]]["state"] == "terminated"
     for cluster_id, _ids in clusters.values():
         clap.clapp("cluster", "stop", cluster_id, timeout=300, check_rc=0)
     assert clap.nodes() == {}
