@@ -2,9 +2,15 @@
 
     paramount_launch.py --pidfile F --max-seconds S [--cpu-share 0.3] -- torchrun ...
 
-With --cpu-share below 1 the launcher lets the job run for `share` of every period and stops it (SIGSTOP)
-for the rest: this is how the `local` backend makes a slower instance type measurably slower without root
-and without touching the trainer. SIGTERM to the launcher is forwarded to the command (torchrun passes it to
+With --cpu-share below 1 the job gets `share` x period CPU-seconds per period and is stopped (SIGSTOP) once
+it has used them, until the next period: this is how the `local` backend makes a slower instance type
+measurably slower without root and without touching the trainer. It is the CFS bandwidth control of a cgroup
+CPU quota (a cloud VM's vCPU share, the simulated cloud's hosts) done from outside: CPU time is counted (each
+process's CPU clock, clock_gettime), not wall time, so a process that waits (for a collective, for data) keeps
+its budget and answers at once. A duty cycle in wall time (run `share` of each period, whatever the process
+does) stopped waiting ranks too: a collective progressed only while every node happened to be in its run slot,
+and a homogeneous cluster of 0.3-share nodes ran its all-reduces several times slower than its compute
+explains. Where the CPU clocks of other processes cannot be read, the wall-time duty cycle is the fallback. SIGTERM to the launcher is forwarded to the command (torchrun passes it to
 the trainer, which checkpoints and exits); past --max-seconds the command gets SIGTERM, and every process of
 the job SIGKILL after --grace-seconds. When the command ends, whatever of the job is left is killed too. If
 the launcher itself is killed, the kernel sends the command SIGTERM. Exit status: the command's.
@@ -86,6 +92,8 @@ class _Job:
         self.root = os.getpid()
         self.proc = os.path.isdir("/proc/%d" % self.root)
         self.seen = {}  # pid -> start time, parents before children
+        self.used = 0.0  # CPU seconds of the job counted so far (cpu_seconds)
+        self.cpu_last = {}  # (pid, start time) -> its CPU clock when last read
         self.refresh()
 
     def refresh(self):
@@ -111,6 +119,21 @@ class _Job:
                     alive[pid] = parent_of[pid][2]
                     roots.append(pid)
         self.seen = alive
+
+    def cpu_seconds(self):
+        """CPU seconds the job's processes have used (all their threads), from each process's CPU-time clock
+        (clock_gettime of clockid ((~pid) << 3) | 2, CPUCLOCK_SCHED: nanoseconds), summed by increments so that
+        a process that exits keeps what it used; a process counts from its start. None if unreadable."""
+        total = 0.0
+        for pid, start in list(self.seen.items()):
+            try:
+                now = time.clock_gettime(((~pid) << 3) | 2)
+            except (OSError, OverflowError):
+                continue  # gone: what it used is in the sum already
+            key = (pid, start)
+            self.used += now - self.cpu_last.get(key, 0.0)
+            self.cpu_last[key] = now
+        return self.used
 
     def signal(self, signum):
         """Signal every process of the job (each checked against its start time first)."""
@@ -176,6 +199,46 @@ class _Job:
             left = [pid for pid in self.living() if pid != self.command_pid]
             if not left or time.monotonic() > deadline:
                 return left
+
+
+POLL_SECONDS = 0.004  # how often the job's CPU use is read within a period: the most it overshoots its budget
+
+
+def _cpu_clocks_readable(pid):
+    try:
+        time.clock_gettime(((~pid) << 3) | 2)
+        return True
+    except (OSError, OverflowError, AttributeError):
+        return False
+
+
+def _quota_period(job, share, period, allowed):
+    """One period of CFS-like bandwidth control: the job runs until its CPU-seconds reach ``allowed``, the
+    books' limit, then stays stopped until the period ends. The books are cumulative (every CPU-second the job
+    used is counted, also while the launcher scans /proc): each period adds ``share`` x ``period``; what a
+    period left unused does not carry over (a CFS quota does not either), what it overshot (the job runs on
+    until it has stopped) the next one pays back, so the long-run share holds. Returns the new limit."""
+    period_end = time.monotonic() + period
+    job.refresh()  # new processes of the job count from their start
+    job.reap()
+    used = job.cpu_seconds()
+    allowed = min(allowed, used) + share * period
+    while True:
+        now = time.monotonic()
+        used = job.cpu_seconds()
+        if used >= allowed or now >= period_end:
+            break
+        # a thread uses CPU no faster than wall time: no need to look again before the budget could be spent
+        time.sleep(max(0.0005, min(POLL_SECONDS, allowed - used, period_end - now)))
+    if used >= allowed:
+        job.signal(signal.SIGSTOP)
+        if job.proc:
+            job.wait_stopped(timeout=max(0.0, period_end - time.monotonic()))
+        job.refresh()  # processes started since the last scan: stopped now too
+        job.signal(signal.SIGSTOP)
+        time.sleep(max(0.0, period_end - time.monotonic()))
+        job.signal(signal.SIGCONT)
+    return allowed
 
 
 def main(argv=None):
@@ -263,6 +326,8 @@ def _watch(args, child, job):
     # kept the job stopped too long on a loaded machine), within one period.
     since = period_start = time.monotonic()
     ran = 0.0
+    allowed = 0.0  # CPU-seconds the job may have used by the end of this period (quota books)
+    cpu_clocks = throttled and job.proc and _cpu_clocks_readable(child.pid)
     while child.poll() is None:
         now = time.monotonic()
         if now > deadline and terminating["since"] is None:
@@ -280,6 +345,9 @@ def _watch(args, child, job):
             job.refresh()  # remember every process of the job, for the end
             job.reap()
             time.sleep(0.2)
+            continue
+        if cpu_clocks:
+            allowed = _quota_period(job, share, period, allowed)
             continue
         # One period: the job runs from period_start (it was continued then) and is stopped until
         # period_start + period. The scan for new processes runs while the job is stopped, so it costs the job

@@ -120,12 +120,12 @@ def test_each_local_share_holds_for_the_worker_torchrun_starts(tmp_path):
     print("CPU share of the worker (its CPU time / wall time):", shares)
     print("time it was let run (CPU time + waiting for a CPU) / wall time:", runnable)
     for itype, share in LOCAL_SHARES.items():
-        # Never more than the share: what failed when the launcher stopped only torchrun's agent (~1.0 each).
-        assert shares[itype] <= 1.2 * share, (itype, share, shares)
-        # The worker ran, or was runnable, for its share of the time. Where the machine has no other work this
-        # is its CPU share; where other work keeps it waiting for a CPU (a busy CI machine, the test run under
-        # `nice`), a duty cycle cannot give the share back, and that wait is not the launcher's doing.
-        assert abs(runnable[itype] - share) <= 0.2 * share, (itype, share, runnable, shares)
+        # The worker's own CPU time is its share of the wall time: never more (what failed when the launcher
+        # stopped only torchrun's agent: ~1.0 each), and not less either, since the launcher counts CPU time
+        # like a CFS quota (waiting for a CPU uses none of the budget); only a machine too busy to give it the
+        # share within each period holds it below, and then it was waiting for a CPU, not stopped.
+        assert shares[itype] <= 1.2 * share, (itype, share, shares, runnable)
+        assert shares[itype] >= 0.8 * share or runnable[itype] >= 0.8 * share, (itype, share, shares, runnable)
 
 
 @pytest.mark.parametrize("ending", ["agent-ends", "sigterm-then-grace-kill"])
@@ -158,3 +158,33 @@ def test_no_process_of_the_job_outlives_the_launcher(tmp_path, ending):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+WAITER = """\
+import sys, time
+# 40 rounds of: wait 20 ms (for a peer, for data), then 2 ms of work; prints the wall time of the rounds
+t0 = time.monotonic()
+for _ in range(40):
+    time.sleep(0.02)
+    end = time.monotonic() + 0.002
+    while time.monotonic() < end:
+        pass
+print(time.monotonic() - t0)
+"""
+
+
+def test_a_waiting_process_keeps_its_budget_and_answers_at_once(tmp_path):
+    """CPU time is what the share limits, as a CFS quota does: a process that mostly waits (a rank in an
+    all-reduce) uses 2 ms of every 22, under its 0.3 share, and is never stopped. A duty cycle in wall time
+    stopped it 70% of the time, whatever it did, so each wake-up waited for the next run slot (rounds about 2x
+    longer): the stall that made collectives of emulated clusters slow."""
+    script = tmp_path / "waiter.py"
+    script.write_text(WAITER)
+    proc = subprocess.run([sys.executable, str(LAUNCHER), "--pidfile", str(tmp_path / "pid"), "--max-seconds", "60",
+                           "--cpu-share", "0.3", "--", sys.executable, str(script)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    rounds = float(proc.stdout.strip())
+    alone = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=True)
+    # the same rounds without the launcher (this machine's sleep and scheduling jitter included)
+    assert rounds <= 1.3 * float(alone.stdout.strip()), (rounds, alone.stdout)
