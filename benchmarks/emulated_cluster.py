@@ -36,6 +36,17 @@ def sim_available():
     return os.geteuid() == 0 and CGROUP_CPU.is_dir()
 
 
+def backends(choice):
+    """The backends --backend CHOICE (local, sim, both) asks for, sim left out with the reason where it cannot run."""
+    chosen = ["local", "sim"] if choice == "both" else [choice]
+    if "sim" in chosen and not sim_available():
+        if choice == "sim":
+            raise SystemExit("--backend sim needs root and cgroup v1's cpu controller at %s" % CGROUP_CPU)
+        print("sim left out: it needs root and cgroup v1's cpu controller at %s" % CGROUP_CPU)
+        chosen.remove("sim")
+    return chosen
+
+
 def make_dataset(folder, images=160, size=64):
     subprocess.run([sys.executable, "-m", "paramount_trainer", "make-dataset", "--out", str(folder), "-n",
                     str(images), "--size", str(size)], check=True, env=trainer_env(), stdout=subprocess.DEVNULL)

@@ -169,12 +169,7 @@ def main():
     start = time.monotonic()
     deadline = start + 60 * args.max_minutes
     capacity = paramount_capacity.cpu_capacity(reserve=0.5)
-    backends = ["local", "sim"] if args.backend == "both" else [args.backend]
-    if "sim" in backends and not ec.sim_available():
-        if args.backend == "sim":
-            raise SystemExit("--backend sim needs root and cgroup v1's cpu controller at %s" % ec.CGROUP_CPU)
-        print("sim left out: it needs root and cgroup v1's cpu controller at %s" % ec.CGROUP_CPU)
-        backends.remove("sim")
+    backends = ec.backends(args.backend)
     ledger = load_ledger()
     workdir = Path(tempfile.mkdtemp(prefix="prediction-accuracy-"))
     results = {}

@@ -152,12 +152,7 @@ def main():
     args = parser.parse_args()
     args.shares = [float(s) for s in args.shares.split(",")]
     capacity = paramount_capacity.cpu_capacity(reserve=0.5)
-    backends = ["local", "sim"] if args.backend == "both" else [args.backend]
-    if "sim" in backends and not ec.sim_available():
-        if args.backend == "sim":
-            raise SystemExit("--backend sim needs root and cgroup v1's cpu controller at %s" % ec.CGROUP_CPU)
-        print("sim left out: it needs root and cgroup v1's cpu controller at %s" % ec.CGROUP_CPU)
-        backends.remove("sim")
+    backends = ec.backends(args.backend)
     if any(s > capacity for s in args.shares):
         raise SystemExit("a share above the capacity %.2f of this machine: %s" % (capacity, args.shares))
     workdir = Path(tempfile.mkdtemp(prefix="probe-rating-"))
