@@ -69,7 +69,7 @@ class Cgroup:
         (self.path / "cgroup.procs").write_text(str(os.getpid()))
 
     def remove(self):
-        for _ in range(50):  # bounded: the group empties as its processes exit
+        for _attempt in range(50):  # bounded: the group empties as its processes exit
             try:
                 self.path.rmdir()
                 return

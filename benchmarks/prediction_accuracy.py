@@ -84,8 +84,8 @@ def bench_backend(backend, args, workdir, data, capacity, deadline, ledger):
     probe = ec.World("%s-probe" % backend, [(t, e.cpu_share) for t, e in types.items()],
                      job + ["--probe-phases", "warmup:3,adversarial:10", "--probe-window", 4], "probe")
     if probe.share > capacity:
-        raise SystemExit("%s: the probe cluster's shares %.2f exceed the capacity %.2f" % (backend, probe.share,
-                                                                                            capacity))
+        raise SystemExit("%s: the probe cluster's shares %.2f exceed the capacity %.2f"
+                         % (backend, probe.share, capacity))
     t0 = time.monotonic()
     print("  [%s] probe: %s" % (backend, ", ".join(types)), flush=True)
     ec.run_side_by_side(backend, [probe], workdir, RUN_TIMEOUT)

@@ -187,8 +187,8 @@ def report(rows):
     print("\n| backend | design | what | median abs error | largest abs error |")
     print("|---|---|---|---|---|")
     for (backend, design, is_init), errs in sorted(errors.items()):
-        print("| %s | %s | %s | %.1f%% | %.1f%% |" % (backend, design, "init" if is_init else "steps",
-                                                  100 * ec.median(errs), 100 * max(errs)))
+        what = "init" if is_init else "steps"
+        print("| %s | %s | %s | %.1f%% | %.1f%% |" % (backend, design, what, 100 * ec.median(errs), 100 * max(errs)))
 
 
 if __name__ == "__main__":

@@ -10,9 +10,10 @@ process's CPU clock, clock_gettime), not wall time, so a process that waits (for
 its budget and answers at once. A duty cycle in wall time (run `share` of each period, whatever the process
 does) stopped waiting ranks too: a collective progressed only while every node happened to be in its run slot,
 and a homogeneous cluster of 0.3-share nodes ran its all-reduces several times slower than its compute
-explains. Where the CPU clocks of other processes cannot be read, the wall-time duty cycle is the fallback. SIGTERM to the launcher is forwarded to the command (torchrun passes it to
-the trainer, which checkpoints and exits); past --max-seconds the command gets SIGTERM, and every process of
-the job SIGKILL after --grace-seconds. When the command ends, whatever of the job is left is killed too. If
+explains. Where the CPU clocks of other processes cannot be read, the wall-time duty cycle is the fallback.
+SIGTERM to the launcher is forwarded to the command (torchrun passes it to the trainer, which checkpoints and
+exits); past --max-seconds the command gets SIGTERM, and every process of the job SIGKILL after
+--grace-seconds. When the command ends, whatever of the job is left is killed too. If
 the launcher itself is killed, the kernel sends the command SIGTERM. Exit status: the command's.
 
 "The job" is the command's whole descendant tree, not its process group. torchrun starts every worker with

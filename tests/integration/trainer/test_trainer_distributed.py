@@ -71,8 +71,8 @@ def test_two_rank_run_valid_records_and_identical_parameters(tmp_path, dataset_d
     assert ckpts == ["ckpt-000000006.pt", "ckpt-000000008.pt"]  # interval 3 and 6, then the final; keep 2
 
 
-def test_probe_window_under_ddp_times_each_rank_alone_and_changes_nothing(tmp_path, dataset_dir, run_torchrun,
-                                                                           records, schema_validator):
+def test_probe_window_under_ddp_times_each_rank_alone_and_changes_nothing(
+        tmp_path, dataset_dir, run_torchrun, records, schema_validator):
     """The window runs under DDP's no_sync (no all-reduce: a slowed rank does not slow the other's window) and
     is undone: the same parameters as the probe without it, on both ranks."""
     digests = {}
