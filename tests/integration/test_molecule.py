@@ -45,5 +45,7 @@ def test_molecule_scenario(scenario, request, collections_path, tmp_path):
 
         proc = subprocess.run(argv, cwd=REPO, env=dict(os.environ, **env), capture_output=True, text=True, timeout=880, check=False)
     output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output[-8000:]
+    log = tmp_path / "molecule.log"  # the whole output: the assertion shows its end only
+    log.write_text(output, encoding="utf-8")
+    assert proc.returncode == 0, "%s\n(whole output: %s)" % (output[-8000:], log)
     assert "failed=0" in output.split("SCENARIO RECAP")[-1], output[-4000:]
