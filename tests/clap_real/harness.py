@@ -46,6 +46,14 @@ def missing_clap():
     return ""
 
 
+def runs_here():
+    """True when the real-CLAP tests run on this machine (CLAP's source and what a simulated cloud needs): the
+    double's tests of the same paths then skip (the double stays only for what the real CLAP cannot do here)."""
+    from ansible_collections.paramount.cluster.plugins.plugin_utils import simcloud  # pylint: disable=import-outside-toplevel
+
+    return not missing_clap() and not simcloud.missing_requirements()
+
+
 def build_clap_env():
     """Build (or reuse) CLAP's venv and old collections; returns the venv's Python."""
     proc = subprocess.run([str(SETUP_CLAP_ENV)], capture_output=True, text=True, timeout=900, check=False,

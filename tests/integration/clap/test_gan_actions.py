@@ -12,6 +12,11 @@ import pytest
 
 from ansible_collections.paramount.cluster.plugins.filter import paramount_clap as f
 from tests.clap_double.harness import REPO, clapp, make_env, stored_nodes, write_yaml
+from tests.clap_real import harness as harness_real
+
+# Where the real CLAP runs, test_real_clap.py and test_real_clap_cluster.py run these paths against it.
+REAL_CLAP_RUNS_THEM = pytest.mark.skipif(harness_real.runs_here(), reason="the real CLAP runs this path here: "
+                                         "tests/integration/clap/test_real_clap.py, test_real_clap_cluster.py")
 
 PEERS = re.compile(r'"msg": "role gan: (\d+) nodes; rendezvous ([0-9a-f]{32}) at (\S+); run (\S+); node root (\S+)"')
 
@@ -54,6 +59,7 @@ def no_trainer_left(tmp_path):
         raise AssertionError("trainer %d of %s still runs" % (pid, pidfile.parent.name))
 
 
+@REAL_CLAP_RUNS_THEM
 @pytest.mark.timeout(120)
 def test_run_gan_finds_its_peers_without_a_typed_ip_and_a_failure_still_exits_0(tmp_path):
     env = gan_world(tmp_path)
@@ -73,6 +79,7 @@ def test_run_gan_finds_its_peers_without_a_typed_ip_and_a_failure_still_exits_0(
     no_trainer_left(tmp_path)
 
 
+@REAL_CLAP_RUNS_THEM
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_seed_workflow_cluster_start_then_run_gan_trains_and_fetches_results_named_by_node(tmp_path):

@@ -17,7 +17,6 @@ import pytest
 import yaml
 
 from ansible_collections.paramount.cluster.plugins.filter import paramount_clap as f
-from ansible_collections.paramount.cluster.plugins.plugin_utils import simcloud
 from tests.clap_real import harness as harness_real
 from tests.clap_double.harness import REPO, clapp, make_env, stored_nodes, write_yaml
 from tests.integration.clap.test_gan_actions import has_default_route
@@ -112,7 +111,7 @@ def nothing_left(env, tmp_path, run):
 def test_optimize_on_the_clap_backend_probes_plans_grows_trains_and_tears_down(tmp_path):
     # The double stays only where the real CLAP cannot run: where it can, test_real_clap_optimize.py runs this path
     # against the real clapp (the failure tests below still need the double).
-    if not harness_real.missing_clap() and not simcloud.missing_requirements():
+    if harness_real.runs_here():
         pytest.skip("the real CLAP runs this path here: tests/integration/clap/test_real_clap_optimize.py")
     env = optimize_world(tmp_path)
     run = "clapopt"
