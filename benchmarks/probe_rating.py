@@ -92,6 +92,11 @@ def bench_backend(backend, args, workdir, data, capacity):
             current = []
         current.append(share)
     mixed.append(current)
+    # a share left alone would be probed as a homogeneous run: give it the smallest share as a partner
+    smallest = min(shares)
+    for group in mixed:
+        if len(group) == 1 and group[0] != smallest and group[0] + smallest <= capacity:
+            group.append(smallest)
     common = ["--preset", "tiny", "--data", data]
     worlds = []
     for repeat in range(args.repeats):
