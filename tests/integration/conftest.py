@@ -1,4 +1,5 @@
 """Fixtures for tests on the simulated cloud (real SSH hosts in network namespaces, moto as EC2)."""
+import contextlib
 import os
 
 import pytest
@@ -21,22 +22,29 @@ def require_simcloud():
         pytest.skip(message)
 
 
-def start_cloud(state_dir):
+def start_cloud(state_dir, **options):
     require_simcloud()
-    cloud = simcloud.SimCloud(state_dir)
+    cloud = simcloud.SimCloud(state_dir, **options)
     cloud.up()
     return cloud
 
 
-@pytest.fixture(scope="session")
-def sim_cloud(tmp_path_factory):
-    """One simulated cloud for the session; torn down (and checked empty) even after failures."""
-    cloud = start_cloud(tmp_path_factory.mktemp("simcloud"))
+@contextlib.contextmanager
+def running_cloud(state_dir, **options):
+    """A simulated cloud up for the block; torn down (and checked empty) even after failures."""
+    cloud = start_cloud(state_dir, **options)
     try:
         yield cloud
     finally:
         cloud.down()
     assert cloud.leftovers() == [], "the simulated cloud left things behind"
+
+
+@pytest.fixture(scope="session")
+def sim_cloud(tmp_path_factory):
+    """One simulated cloud for the session."""
+    with running_cloud(tmp_path_factory.mktemp("simcloud")) as cloud:
+        yield cloud
 
 
 @pytest.fixture

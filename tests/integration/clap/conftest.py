@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.paramount.cluster.plugins.plugin_utils import simcloud
 from tests.clap_real import harness
 
-from ..conftest import require_simcloud
+from ..conftest import running_cloud
 
 
 @pytest.fixture(scope="session")
@@ -24,14 +23,8 @@ def real_clap_python():
 def real_clap_cloud(real_clap_python, tmp_path_factory):  # pylint: disable=unused-argument,redefined-outer-name
     """A simulated cloud of the real-CLAP tests alone (their CLAP nodes are all its instances)."""
     # moto on port 80 of the cloud's controller namespace: boto 2 ignores the endpoint's port (harness.EC2_HOST)
-    require_simcloud()
-    cloud = simcloud.SimCloud(tmp_path_factory.mktemp("clapcloud"), moto_port=harness.MOTO_PORT)
-    cloud.up()
-    try:
+    with running_cloud(tmp_path_factory.mktemp("clapcloud"), moto_port=harness.MOTO_PORT) as cloud:
         yield cloud
-    finally:
-        cloud.down()
-    assert cloud.leftovers() == [], "the simulated cloud left things behind"
 
 
 @pytest.fixture
