@@ -127,6 +127,8 @@ def run_side_by_side(backend, worlds, workdir, timeout):
     """Start the worlds together, wait for all; raise SystemExit naming a failed one. Nothing outlives it."""
     cgroups = []
     started = []
+    # a SIGTERM (timeout, kill) must still stop the launchers and remove the cgroups below
+    previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
     try:
         for world in worlds:
             world.start(backend, workdir, timeout, cgroups)
@@ -150,6 +152,7 @@ def run_side_by_side(backend, worlds, workdir, timeout):
                     p.wait()
         for group in cgroups:
             group.remove()
+        signal.signal(signal.SIGTERM, previous)
 
 
 def pack(worlds, capacity):
