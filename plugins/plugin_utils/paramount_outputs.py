@@ -193,7 +193,7 @@ def dump_yaml(doc, header=""):
     return (header + text).encode("utf-8")
 
 
-def write_outputs(output_dir, plan, measurement=None, model=None, candidates=(), chosen=None, clap_doc=None,
+def write_outputs(output_dir, plan, measurement=None, candidates=(), chosen=None, clap_doc=None,
                   plots=True):
     """Write every output file; returns (paths written or unchanged, paths changed)."""
     try:
@@ -218,7 +218,7 @@ def write_outputs(output_dir, plan, measurement=None, model=None, candidates=(),
             put(CLAP_FILE, dump_yaml(clap_doc, "# CLAP cluster file written by paramount.cluster.optimize\n"))
     images = {}
     if plots:
-        images = render_plots(candidates, chosen, model)
+        images = render_plots(candidates, chosen, plan.get("cross_check") or [])
         for name, data in images.items():
             put(name, data)
     put(REPORT_FILE, render_report(plan, measurement, candidates, images).encode("utf-8"))
@@ -227,8 +227,9 @@ def write_outputs(output_dir, plan, measurement=None, model=None, candidates=(),
 
 # --------------------------------------------------------------------------------------------
 
-def render_plots(candidates, chosen, model):
-    """{file name: PNG bytes}. Uses the object-oriented Agg API (no global pyplot state)."""
+def render_plots(candidates, chosen, cross_check):
+    """{file name: PNG bytes}. Uses the object-oriented Agg API (no global pyplot state). ``cross_check``: the
+    plan's measured-against-predicted rows (plan.json ``cross_check``, computed once by the plan)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -275,7 +276,7 @@ def render_plots(candidates, chosen, model):
     fig.tight_layout()
     out[PLOT_TIME_COST] = _png(fig)
 
-    out[PLOT_MEASURED] = render_measured_vs_predicted(model.cross_check() if model is not None else [])
+    out[PLOT_MEASURED] = render_measured_vs_predicted(cross_check)
     return out
 
 

@@ -260,7 +260,7 @@ def optimize(args, check_mode=False):
 
     files, changed = [], []
     if not check_mode:
-        files, changed = outputs.write_outputs(a["output_dir"], plan, measurement, model, ordered, chosen, clap_doc,
+        files, changed = outputs.write_outputs(a["output_dir"], plan, measurement, ordered, chosen, clap_doc,
                                                plots=a["plots"])
     result = {
         "changed": bool(changed),

@@ -65,7 +65,9 @@ class Collectives:
     def __init__(self, env):
         self.env = env
         self.group = None
-        self.waited_seconds = 0.0  # wall time spent in the blocking calls below (waits for the other ranks)
+        # wall time spent waiting for the other ranks: the blocking calls below, and what the caller adds (the
+        # process group's forming, DDP's parameter broadcast); a rank's own init is its init less this
+        self.waited_seconds = 0.0
         if env.distributed:
             self.group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else dist.group.WORLD
 
@@ -73,7 +75,8 @@ class Collectives:
     def active(self):
         return self.env.distributed
 
-    def _timed(self, fn, *args, **kwargs):
+    def timed(self, fn, *args, **kwargs):
+        """``fn(*args, **kwargs)``, its wall time counted in ``waited_seconds``."""
         t = time.perf_counter()
         try:
             return fn(*args, **kwargs)
@@ -84,14 +87,14 @@ class Collectives:
         if not self.active:
             return [obj]
         out = [None] * self.env.world_size
-        self._timed(dist.all_gather_object, out, obj, group=self.group)
+        self.timed(dist.all_gather_object, out, obj, group=self.group)
         return out
 
     def broadcast(self, obj, src=0):
         if not self.active:
             return obj
         box = [obj]
-        self._timed(dist.broadcast_object_list, box, src=src, group=self.group)
+        self.timed(dist.broadcast_object_list, box, src=src, group=self.group)
         return box[0]
 
     def agree(self, error):
@@ -111,7 +114,7 @@ class Collectives:
         work = dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=self.group, async_op=True)
 
         def finish():
-            self._timed(work.wait)
+            self.timed(work.wait)
             return int(tensor.item())
         return finish
 
@@ -119,12 +122,12 @@ class Collectives:
         if not self.active:
             return list(values)
         tensor = torch.tensor(values, dtype=torch.float64)
-        self._timed(dist.all_reduce, tensor, group=self.group)
+        self.timed(dist.all_reduce, tensor, group=self.group)
         return tensor.tolist()
 
     def barrier(self):
         if self.active:
-            self._timed(dist.barrier, group=self.group)
+            self.timed(dist.barrier, group=self.group)
 
 
 def ddp_kwargs():
@@ -263,9 +266,6 @@ class Trainer:
         self.iterations_done = 0
         self.stop_reason = None
         self.resumed_from = None
-        # init's waits for the other ranks outside the collectives' own count (process group, DDP's broadcast):
-        # a rank's own init is its init seconds less its waits, what a cluster of its type alone would take
-        self.init_wait_seconds = 0.0
         self.window_seconds = getattr(args, "probe_window", 0.0) if self.probe_plan else 0.0
         # the first step of each probe phase is followed by a compute-only window (see compute_window)
         self.window_after = set()
@@ -294,10 +294,9 @@ class Trainer:
         self.clock = StepClock(self.device)
         if env.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            t = time.perf_counter()  # DDP broadcasts rank 0's parameters: mostly a wait for the other ranks
-            self.G_ddp = DDP(self.G, device_ids=ids, **ddp_kwargs())
-            self.D_ddp = DDP(self.D, device_ids=ids, **ddp_kwargs())
-            self.init_wait_seconds += time.perf_counter() - t
+            # DDP broadcasts rank 0's parameters: mostly a wait for the other ranks
+            self.G_ddp = self.coll.timed(DDP, self.G, device_ids=ids, **ddp_kwargs())
+            self.D_ddp = self.coll.timed(DDP, self.D, device_ids=ids, **ddp_kwargs())
             self.clock.register(self.G_ddp)
             self.clock.register(self.D_ddp)
             self._rebuild_pending = [self.G_ddp, self.D_ddp]
@@ -616,8 +615,8 @@ class Trainer:
             while True:
                 if not init_logged:
                     init_seconds = max(0.0, time.time() - self.t_process)
-                    self.log.record("init", seconds=init_seconds, wait_seconds=min(
-                        init_seconds, self.init_wait_seconds + self.coll.waited_seconds))
+                    self.log.record("init", seconds=init_seconds,
+                                    wait_seconds=min(init_seconds, self.coll.waited_seconds))
                     init_logged = True
                 phase = self.phase_for(self.iterations_done)
                 clock.start()
@@ -742,6 +741,7 @@ def run_train(args):
         else:
             group_seconds = 0.0
         coll = Collectives(env)
+        coll.waited_seconds += group_seconds
         run_id = args.run_id or default_run_id()
         if env.distributed and not (args.run_id or os.environ.get("PARAMOUNT_RUN_ID")
                                     or os.environ.get("TORCHELASTIC_RUN_ID", "none").lower() != "none"):
@@ -752,7 +752,6 @@ def run_train(args):
         random.seed(args.seed)
         np.random.seed(args.seed)
         trainer = Trainer(args, cfg, env, coll, logger, device, t_process, stop=stop)
-        trainer.init_wait_seconds += group_seconds
         trainer.setup()  # every stage agrees across ranks: all ranks fail together, none hangs
         status = trainer.run()
         trainer.finalize(status)
