@@ -229,6 +229,9 @@ class RealClap:
             "paramount_poll_seconds: 1",
             "paramount_trainer_preset: tiny",
             "paramount_train_epochs: 1  # train mode: one epoch is enough to see the whole job end",
+            # CLAP's workflow is under test, not the ratings (benchmarks/probe_rating.py): no compute-only window,
+            # whose steps run at the slowest share (a sim.small probe took 195 s with it)
+            "paramount_probe_window_seconds: 0",
             "",
         ]))
 
