@@ -10,9 +10,10 @@ Each emulated type is a share of one CPU, throttled the way its backend throttle
   of the sim backend are left out: they change the wire, not a node's own speed).
 
 Per backend, with the real trainer under real torchrun (`python -m torch.distributed.run`) on loopback:
-1. reference: every share alone, 1 node, --repeats times, longer than a probe; its steady seconds per step
-   per phase and its init as the optimizer measures them (paramount_logs.measure); the median is the truth,
-   the spread (max - min over median) is printed beside it;
+1. reference: every share alone, 1 node, --repeats times, longer than a probe; its steady wall-clock seconds
+   per step per phase (the plain mean of each phase's steps after its first third: what the steps took, not the
+   optimizer's estimator) and its logged init; the median is the truth, the spread (max - min over median) is
+   printed beside it;
 2. probe: the shares together in mixed probe runs (one node each, as the local and sim probe clusters are),
    packed so that no run exceeds the capacity (paramount_capacity.cpu_capacity), --repeats times;
 3. the product's prediction for 1 node of each type (paramount_model.ScalingModel on that probe alone), with the
@@ -74,12 +75,29 @@ def rate(logdir):
     return out
 
 
+def steady_seconds(steps):
+    """Steady wall-clock seconds per step of one phase: the mean of its steps after the first third (at least the
+    first step dropped). A plain mean on purpose: the truth is what the steps took, the total time a job of that
+    type spends per step, not the optimizer's estimator (its warm-up drift fit and winsorized mean): under a CPU
+    quota step times are quantized by the throttle period (a 0.15-share warm-up step takes 3 or 4 periods), a
+    mixture the winsorized mean clips and the drift fit reads as warm-up, both low by up to 10%."""
+    steady = steps[max(1, len(steps) // 3):]
+    return sum(steady) / len(steady) if steady else float("nan")
+
+
 def reference(logdir):
-    measurement = paramount_logs.measure(str(logdir))
-    (key, config), = measurement.configs.items()
-    values = {p: config.phases[p].seconds.mean for p in PHASES if p in config.phases}
-    values["init"] = config.init.mean if config.init else float("nan")
-    return key[0], values
+    """(type, {phase: steady s/step, 'init': s}) of a homogeneous 1-node run, from its records alone."""
+    (path,) = Path(logdir).glob("*.log")
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    (itype,) = {r["instance_type"] for r in records if r.get("event") == "start"}
+    values = {}
+    for phase in PHASES:
+        steps = [r["seconds"] for r in records if r.get("event") == "iteration" and r.get("phase") == phase]
+        if steps:
+            values[phase] = steady_seconds(steps)
+    inits = [r["seconds"] for r in records if r.get("event") == "init"]
+    values["init"] = inits[0] if inits else float("nan")
+    return itype, values
 
 
 def bench_backend(backend, args, workdir, data, capacity):
@@ -151,7 +169,7 @@ def main():
     parser.add_argument("--shares", default="0.15,0.3,0.6,1.0",
                         help="CPU shares of the emulated types (default: the local types and a whole CPU)")
     parser.add_argument("--probe-phases", default="warmup:3,adversarial:10", help="the probe role's default")
-    parser.add_argument("--reference-phases", default="warmup:10,adversarial:20")
+    parser.add_argument("--reference-phases", default="warmup:30,adversarial:30")
     parser.add_argument("--window", type=float, default=4.0, help="trainer --probe-window of the probes")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs) and print its path")
     args = parser.parse_args()
