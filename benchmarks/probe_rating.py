@@ -88,7 +88,7 @@ def steady_seconds(steps):
 def reference(logdir):
     """(type, {phase: steady s/step, 'init': s}) of a homogeneous 1-node run, from its records alone."""
     (path,) = Path(logdir).glob("*.log")
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = paramount_logs.read_log_file(str(path)).records  # the log contract's one reader
     (itype,) = {r["instance_type"] for r in records if r.get("event") == "start"}
     values = {}
     for phase in PHASES:
