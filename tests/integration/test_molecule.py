@@ -47,5 +47,16 @@ def test_molecule_scenario(scenario, request, collections_path, tmp_path):
     output = proc.stdout + proc.stderr
     log = tmp_path / "molecule.log"  # the whole output: the assertion shows its end only
     log.write_text(output, encoding="utf-8")
-    assert proc.returncode == 0, "%s\n(whole output: %s)" % (output[-8000:], log)
+    assert proc.returncode == 0, "%s\n[...]\n%s\n(whole output: %s)" % (failed_tasks(output), output[-6000:], log)
+
+
+def failed_tasks(output, lines_each=12):
+    """The task header and result of each failed task (`fatal:` or `failed:`), which the output's tail often lacks."""
+    lines = output.splitlines()
+    found = []
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith(("fatal: [", "failed: [")):
+            header = next((lines[j] for j in range(i, -1, -1) if lines[j].startswith("TASK [")), "")
+            found.append("\n".join([header] + lines[i:i + lines_each]))
+    return "\n".join(found[:3]) or "(no failed task in the output)"
     assert "failed=0" in output.split("SCENARIO RECAP")[-1], output[-4000:]

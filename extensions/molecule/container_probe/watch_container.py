@@ -8,7 +8,8 @@ command line is `python -u -m paramount_trainer train ...`, the worker torchrun 
 the container's id, image, init, network, cgroup parent and PID; the cgroup (cpu controller) of the container's
 processes and of this watcher (the node's SSH session); the CPU quota of the parent cgroup; the CPU counters
 (cpu.stat) of the container's cgroup and of its parent at the first sighting and the last (the container's
-cgroup is gone when its processes are). Then it waits (at most 60 s) until the engine has no container of
+cgroup is gone when its processes are); and the rank's own CPU seconds (utime + stime) per wall-clock second from
+its first sighting to its last, the share its node's quota lets it have whatever else runs on the machine. Then it waits (at most 60 s) until the engine has no container of
 that name any more, and records whether one is left.
 
 With --sigterm-launcher, once the node's log has an iteration record, it sends SIGTERM to the launcher of the
@@ -56,6 +57,15 @@ def _cpu_stat(group):
     if text is None:
         return None
     return {k: int(v) for k, v in (line.split() for line in text.splitlines() if line.strip())}
+
+
+def _cpu_seconds(pid):
+    """utime + stime of one process, in seconds (fields 14 and 15 of /proc/PID/stat, after the command's parentheses)."""
+    text = _read("/proc/%s/stat" % pid)
+    if text is None:
+        return None
+    fields = text.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _inspect(args):
@@ -110,6 +120,7 @@ def main():
                     "parent_quota_us": int((_read("/sys/fs/cgroup/cpu%s/cpu.cfs_quota_us" % parent) or "-1").strip()),
                     "parent_period_us": int((_read("/sys/fs/cgroup/cpu%s/cpu.cfs_period_us" % parent) or "-1").strip()),
                     "cpu_stat_first": _cpu_stat(group), "parent_cpu_stat_first": _cpu_stat(parent),
+                    "rank_cpu_first": [_cpu_seconds(ranks[0]["pid"]), time.monotonic()],
                 })
                 break
         time.sleep(0.5)
@@ -122,13 +133,18 @@ def main():
                 os.kill(launcher, signal.SIGTERM)
                 report["sigterm"] = {"launcher": launcher, "time": time.time()}
         last = report["cpu_stat_first"]
+        rank_last = report["rank_cpu_first"]
         while time.monotonic() < deadline:
             stat = _cpu_stat(report["cpu_cgroup"])
             if stat is None:
                 break
             last = stat
+            rank_cpu = _cpu_seconds(report["ranks"][0]["pid"])
+            if rank_cpu is not None:
+                rank_last = [rank_cpu, time.monotonic()]
             time.sleep(0.5)
         report["cpu_stat_last"] = last
+        report["rank_cpu_last"] = rank_last
         report["parent_cpu_stat_last"] = _cpu_stat(report["cgroup_parent"])
         # the container's processes are gone; docker run --rm and the launcher remove its record right after
         ended = time.monotonic()
