@@ -19,6 +19,10 @@ Families (``--families``, all by default; each has its own seeds):
   (setup plus job); the catalog states that rule.
 * ``slow-start``: first iterations 3-7 times slower than the rest (decay 0.5-2 iterations), only ten probe
   iterations (one phase), jobs of 4 to about 800 iterations.
+* ``throttled``: the standard suite on nodes under a CPU quota (containers with a CPU limit, the emulated
+  backends): a rank's compute runs only in its share of each scheduler period, so a step takes a whole number
+  of periods, k or k + 1 by where in a period it starts (one to about twenty periods; the fastest type's
+  adversarial step 1.5-4); on average one period more than the compute itself.
 * ``noise-slope``: two-count scaling whose measured slope is within run-to-run noise: communication 0.2-3%
   of the compute time on one unit of speed (growth with the node count in proportion), and every run (each
   probe run and the full run) draws its own speed factor (between-run coefficient of variation 2-6%).
@@ -137,6 +141,8 @@ def suites(args):
                             "iterations", n_new, phases=(("adversarial", 10),), index=2),
         "noise-slope": Suite("noise-slope", "communication 0.2-3% of compute, between-run CV 2-6% (every run "
                              "draws its own speed)", n_new, index=3),
+        "throttled": Suite("throttled", "the standard suite under a CPU quota: steps of whole scheduler periods",
+                           n_new, index=4),
     }
 
 
@@ -198,6 +204,7 @@ class Workload:
         self.warmup_iterations = int(rng.choice([0, 50, 200, 500]))
         self.setup = SETUP_SECONDS
         self.run_cv = 0.0  # between-run speed variation (each run draws its own factor)
+        self.period = 0.0  # scheduler period of a CPU quota (0: no quota)
         if family in ("short-prorata", "short-minimum"):
             self._short(rng)
         elif family == "slow-start":
@@ -210,6 +217,8 @@ class Workload:
             self.alpha_n = self.base * loguniform(rng, 0.002, 0.03)
             self.beta_n = self.alpha_n * rng.uniform(0.0, 0.3)  # (drawn again: small as the rest of the network)
             self.run_cv = rng.uniform(0.02, 0.06)
+        elif family == "throttled":
+            self.period = self.base / max(self.speed.values()) / rng.uniform(1.5, 4.0)
 
     def _short(self, rng):
         """A job shorter than the billing minimum: 5-50 s of iterations on the slowest type at 1 node."""
@@ -233,9 +242,28 @@ class Workload:
     def fits(self, t):
         return self.catalog[t].memory_gib >= self.mem_need
 
-    def t_compute(self, t, phase):
+    def t_compute(self, t, phase, n=1):
+        """Expected compute seconds of a step of ``n`` ranks. Under a CPU quota each rank takes k or k + 1 whole
+        periods (k + 1 with the probability of the compute's fraction of a period, each rank's nodes' periods
+        independent) and the step waits for the last: k + 1 + (1 - (1 - fraction)^n) periods."""
+        c = self.t_cpu(t, phase)
+        if not self.period:
+            return c
+        x = c / self.period
+        k = math.floor(x)
+        return self.period * (k + 2 - (1.0 - (x - k)) ** n)
+
+    def t_cpu(self, t, phase):
+        """Compute seconds of a step without a quota's rounding."""
         c = self.base / self.speed[t]
         return c / self.warm_ratio if phase == "warmup" else c
+
+    def quantize(self, seconds, rng):
+        """Wall time of ``seconds`` of compute under the quota: the whole periods it spans from a random start
+        within a period (k or k + 1 periods; expected ``seconds`` + one period)."""
+        if not self.period:
+            return seconds
+        return self.period * math.ceil(seconds / self.period + float(rng.uniform(0.0, 1.0)))
 
     def t_network(self, t, phase, n):
         if n <= 1:
@@ -251,7 +279,7 @@ class Workload:
 
     def step_mean(self, t, phase, n):
         """Expected steady step time (stragglers included, no run factor)."""
-        c = self.t_compute(t, phase)
+        c = self.t_compute(t, phase, n)
         p = 1.0 - (1.0 - self.p_straggle) ** n
         return self.combine(c, self.t_network(t, phase, n)) + c * 1.25 * p
 
@@ -270,7 +298,7 @@ class Workload:
         for phase, count in self.iterations(n).items():
             if count <= 0:
                 continue
-            c = self.t_compute(t, phase) * f
+            c = self.t_compute(t, phase, n) * f
             m = self.combine(c, self.t_network(t, phase, n) * f)
             s = m * count + math.sqrt(count) * m * self.noise * float(rng.standard_normal())
             p = 1.0 - (1.0 - self.p_straggle) ** n
@@ -294,10 +322,10 @@ class ProbeTiming:
         drift = 1.0 + w.drift * math.exp(-index / w.tau)
         comps = []
         for _rank, _host, t in ranks:
-            c = w.t_compute(t, phase) * self.f * drift * max(0.3, 1.0 + w.noise * float(self.rng.standard_normal()))
+            c = w.t_cpu(t, phase) * self.f * drift * max(0.3, 1.0 + w.noise * float(self.rng.standard_normal()))
             if self.rng.random() < w.p_straggle:
-                c += w.t_compute(t, phase) * float(self.rng.uniform(0.5, 2.0))
-            comps.append(c)
+                c += w.t_cpu(t, phase) * float(self.rng.uniform(0.5, 2.0))
+            comps.append(w.quantize(c, self.rng))
         t0 = ranks[0][2]
         net = w.t_network(t0, phase, nodes) * self.f * max(0.3, 1.0 + w.noise * float(self.rng.standard_normal()))
         step = w.combine(max(comps), net)
@@ -583,7 +611,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     ap.add_argument("--workloads", type=int, default=200, help="workloads of the standard family")
     ap.add_argument("--family-workloads", type=int, default=100, help="workloads of each other family")
-    ap.add_argument("--families", default="standard,short-prorata,short-minimum,slow-start,noise-slope")
+    ap.add_argument("--families", default="standard,short-prorata,short-minimum,slow-start,noise-slope,throttled")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--max-nodes", type=int, default=8)
     ap.add_argument("--probe-counts", default="1,2", help="node counts probed per type (default 1,2)")

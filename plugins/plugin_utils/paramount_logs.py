@@ -218,8 +218,13 @@ class Estimate:
 
 # Winsorize at median +/- WINSOR_K robust standard deviations. Stragglers are part of the real
 # cost of a step, so they are clipped, not dropped: one huge spike in ten samples cannot double
-# the estimate, while frequent moderate slow-downs still raise it.
+# the estimate, while frequent moderate slow-downs still raise it. At most WINSOR_SHARE of the
+# samples (at least one) are clipped on each side: the MAD collapses when more than half of the
+# steps take nearly the same time (step times under a CPU quota are whole numbers of throttle
+# periods, e.g. 3 or 4 periods of 100 ms), and a second mode that holds a tenth of the steps or
+# more is part of the real cost, not a straggler.
 WINSOR_K = 3.0
+WINSOR_SHARE = 0.10
 MIN_REL_SPREAD = 0.005  # robust sd floor, as a share of the median (identical samples)
 SINGLE_SAMPLE_REL_SE = 0.10  # one sample: assume a 10% standard error
 CONFIDENCE = 0.95
@@ -240,6 +245,10 @@ def robust_mean(values, k: float = WINSOR_K, confidence: float = CONFIDENCE) -> 
     sd = 1.4826 * float(np.median(np.abs(x - med)))
     sd = max(sd, MIN_REL_SPREAD * abs(med), 1e-12)
     lo_c, hi_c = med - k * sd, med + k * sd
+    most = max(1, math.ceil(round(WINSOR_SHARE * n, 9)))  # samples clipped on each side at most
+    ordered = np.sort(x)
+    lo_c = min(lo_c, float(ordered[most])) if n > most else lo_c
+    hi_c = max(hi_c, float(ordered[n - 1 - most])) if n > most else hi_c
     w = np.clip(x, lo_c, hi_c)
     clipped = int(np.count_nonzero((x < lo_c) | (x > hi_c)))
     m = float(w.mean())
