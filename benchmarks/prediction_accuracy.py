@@ -19,12 +19,15 @@ Truth comes only from measured runs, never from the model. It prints per candida
 and cost, the median and largest error, and each objective's pick against the true optimum. Goal (issue 11):
 median error <= 5%, largest <= 15%, both picks within 1.05x of the true optimum; a goal tighter than the measured
 spread counts as unmet. --max-minutes caps the run: past it no new batch starts, and what was left out is
-named.
+named. --compare-with DIR also plans the same probe logs with the optimizer of another checkout DIR (e.g.
+`git archive <commit> | tar -x -C DIR`) and prints its time errors beside, against the same truth.
 """
 import argparse
 import importlib.util
 import json
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -66,6 +69,33 @@ def plan(probe_dir, objective, types, capacity, out):
     return res["plan"]
 
 
+# planned in a subprocess that imports the other checkout as the collection (both cannot share one interpreter)
+_PLAN_ELSEWHERE = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_plan import optimize
+plan = optimize(json.loads(sys.argv[2]), check_mode=True)["plan"]
+print(json.dumps({"%s x%d" % (c["instance_type"], c["nodes"]): c["predicted_seconds"] for c in plan["candidates"]}))
+"""
+
+
+def plan_elsewhere(checkout, probe_dir, types, capacity, out):
+    """{(type, nodes): predicted seconds} of another checkout's optimizer on the same probe logs (objective cost:
+    the predictions do not depend on the objective)."""
+    root = out / "other-collection"
+    link = root / "ansible_collections" / "paramount" / "cluster"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.exists():
+        os.symlink(Path(checkout).resolve(), link)
+    args = {"results_dir": str(probe_dir), "objective": "cost", "instance_types": sorted(types),
+            "node_counts": list(range(1, MAX_NODES + 1)), "catalog": str(CATALOG), "setup_seconds": 0,
+            "cpu_capacity": capacity, "plots": False, "output_dir": str(out / "other")}
+    proc = subprocess.run([sys.executable, "-c", _PLAN_ELSEWHERE, str(root), json.dumps(args)],
+                          capture_output=True, text=True, timeout=600, check=True)
+    predicted = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {(k.rsplit(" x", 1)[0], int(k.rsplit(" x", 1)[1])): v for k, v in predicted.items()}
+
+
 def measure_run(ledger, log_dir, candidate, price):
     """(time, cost) of one trained run, as the ledger measures a trained job against the plan."""
     nodes = ledger.read_nodes(log_dir)
@@ -91,6 +121,8 @@ def bench_backend(backend, args, workdir, data, capacity, deadline, ledger):
     ec.run_side_by_side(backend, [probe], workdir, RUN_TIMEOUT)
     plans = {objective: plan(probe.log_dir, objective, types, capacity, workdir / "plans")
              for objective in ("cost", "time")}
+    other = (plan_elsewhere(args.compare_with, probe.log_dir, types, capacity, workdir / "plans")
+             if args.compare_with else None)
     candidates = {(c["instance_type"], c["nodes"]): c for c in plans["cost"]["candidates"]
                   if c.get("feasible") and c.get("predicted_seconds")}
     grid = sorted(candidates, key=lambda key: (key[0], key[1]))
@@ -112,7 +144,7 @@ def bench_backend(backend, args, workdir, data, capacity, deadline, ledger):
         truth.setdefault((t, n), []).append(measure_run(ledger, world.log_dir, candidates[(t, n)],
                                                         types[t].price_per_hour))
     return {"plans": plans, "candidates": candidates, "truth": truth, "left_out": [w.run_id for w in left_out],
-            "seconds": time.monotonic() - t0}
+            "seconds": time.monotonic() - t0, "other": other}
 
 
 def report(backend, result, repeats):
@@ -156,6 +188,30 @@ def report(backend, result, repeats):
               % (objective, key[0], key[1], best[0], best[1], objective, complete[key][i] / complete[best][i]))
     if result["left_out"]:
         print("left out (past --max-minutes): %s" % ", ".join(result["left_out"]))
+    if result.get("other") is not None:
+        report_other(result)
+
+
+def report_other(result):
+    """Time errors of this checkout's and the other checkout's predictions from the same probe, same truth."""
+    print("\nThe same probe planned by the other checkout (--compare-with), time only:\n")
+    print("| candidate | measured s (median) | predicted s, this | error | predicted s, other | error |")
+    print("|---|---|---|---|---|---|")
+    errors = {"this": [], "other": []}
+    for key in sorted(result["truth"]):
+        m = ec.median([r[0] for r in result["truth"][key]])
+        this, other = result["candidates"][key]["predicted_seconds"], result["other"].get(key)
+        row = ["%s x%d" % key, "%.6g" % m, "%.6g" % this, "%+.1f%%" % (100 * (this / m - 1))]
+        errors["this"].append(abs(this / m - 1))
+        if other:
+            row += ["%.6g" % other, "%+.1f%%" % (100 * (other / m - 1))]
+            errors["other"].append(abs(other / m - 1))
+        else:
+            row += ["-", "-"]
+        print("| " + " | ".join(row) + " |")
+    for who, errs in errors.items():
+        if errs:
+            print("%s: median time error %.1f%%, largest %.1f%%" % (who, 100 * ec.median(errs), 100 * max(errs)))
 
 
 def main():
@@ -165,6 +221,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=3, help="epochs of the job (tiny preset, 160 images)")
     parser.add_argument("--max-minutes", type=float, default=55.0)
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--compare-with", metavar="DIR", help="also plan the probe with the optimizer of checkout DIR")
     args = parser.parse_args()
     start = time.monotonic()
     deadline = start + 60 * args.max_minutes
