@@ -48,6 +48,7 @@ def test_molecule_scenario(scenario, request, collections_path, tmp_path):
     log = tmp_path / "molecule.log"  # the whole output: the assertion shows its end only
     log.write_text(output, encoding="utf-8")
     assert proc.returncode == 0, "%s\n[...]\n%s\n(whole output: %s)" % (failed_tasks(output), output[-6000:], log)
+    assert "failed=0" in output.split("SCENARIO RECAP")[-1], output[-4000:]
 
 
 def failed_tasks(output, lines_each=12):
@@ -59,4 +60,3 @@ def failed_tasks(output, lines_each=12):
             header = next((lines[j] for j in range(i, -1, -1) if lines[j].startswith("TASK [")), "")
             found.append("\n".join([header] + lines[i:i + lines_each]))
     return "\n".join(found[:3]) or "(no failed task in the output)"
-    assert "failed=0" in output.split("SCENARIO RECAP")[-1], output[-4000:]

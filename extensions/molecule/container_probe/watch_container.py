@@ -9,8 +9,8 @@ the container's id, image, init, network, cgroup parent and PID; the cgroup (cpu
 processes and of this watcher (the node's SSH session); the CPU quota of the parent cgroup; the CPU counters
 (cpu.stat) of the container's cgroup and of its parent at the first sighting and the last (the container's
 cgroup is gone when its processes are); and the rank's own CPU seconds (utime + stime) per wall-clock second from
-its first sighting to its last, the share its node's quota lets it have whatever else runs on the machine. Then it waits (at most 60 s) until the engine has no container of
-that name any more, and records whether one is left.
+its first sighting to its last, the share its node's quota lets it have whatever else runs on the machine. Then
+it waits (at most 60 s) until the engine has no container of that name any more, and records whether one is left.
 
 With --sigterm-launcher, once the node's log has an iteration record, it sends SIGTERM to the launcher of the
 pidfile (what paramount.cluster.leave and the time limit do) and records that.
