@@ -140,9 +140,8 @@ def test_robust_mean_counts_a_second_mode_of_throttled_steps(slow):
     # With more than half of the steps within a few ms of each other the MAD collapses; clipping at 3 of those
     # "standard deviations" cut every 4-period step to 3 periods (-4% to -12% against the plain mean).
     import random
-    rng = random.Random(slow)
-    for _ in range(10):
-        xs = _throttled_steps(rng, 30, slow)
+    for seed in range(10):
+        xs = _throttled_steps(random.Random(100 * slow + seed), 30, slow)
         e = pl.robust_mean(xs)
         assert abs(e.mean / (sum(xs) / len(xs)) - 1) < 0.01
         assert e.clipped <= 2 * 3  # at most a tenth of the steps on each side
