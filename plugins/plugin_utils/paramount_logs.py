@@ -245,10 +245,11 @@ def robust_mean(values, k: float = WINSOR_K, confidence: float = CONFIDENCE) -> 
     sd = 1.4826 * float(np.median(np.abs(x - med)))
     sd = max(sd, MIN_REL_SPREAD * abs(med), 1e-12)
     lo_c, hi_c = med - k * sd, med + k * sd
-    most = max(1, math.ceil(round(WINSOR_SHARE * n, 9)))  # samples clipped on each side at most
+    # at most `most` samples clipped on each side (n >= 2 here, so most < n)
+    most = max(1, math.ceil(round(WINSOR_SHARE * n, 9)))
     ordered = np.sort(x)
-    lo_c = min(lo_c, float(ordered[most])) if n > most else lo_c
-    hi_c = max(hi_c, float(ordered[n - 1 - most])) if n > most else hi_c
+    lo_c = min(lo_c, float(ordered[most]))
+    hi_c = max(hi_c, float(ordered[n - 1 - most]))
     w = np.clip(x, lo_c, hi_c)
     clipped = int(np.count_nonzero((x < lo_c) | (x > hi_c)))
     m = float(w.mean())
