@@ -10,20 +10,22 @@ Each emulated type is a share of one CPU, throttled the way its backend throttle
   of the sim backend are left out: they change the wire, not a node's own speed).
 
 Per backend, with the real trainer under real torchrun (`python -m torch.distributed.run`) on loopback:
-1. reference: every share alone, 1 node, --repeats times, longer than a probe; its steady wall-clock seconds
-   per step per phase (the plain mean of each phase's steps after its first third: what the steps took, not the
-   optimizer's estimator) and its logged init; the median is the truth, the spread (max - min over median) is
-   printed beside it;
-2. probe: the shares together in mixed probe runs (one node each, as the local and sim probe clusters are),
+1. probe: the shares together in mixed probe runs (one node each, as the local and sim probe clusters are),
    packed so that no run exceeds the capacity (paramount_capacity.cpu_capacity), --repeats times;
-3. the product's prediction for 1 node of each type (paramount_model.ScalingModel on that probe alone), with the
-   compute-only windows (new) and without them (old: the per-step compute_seconds of the mixed job).
+2. the product's prediction for 1 node of each type (paramount_model.ScalingModel on that probe alone), with the
+   compute-only windows (new) and without them (old: the per-step compute_seconds of the mixed job);
+3. reference: every share alone, 1 node, --repeats times, each phase's steady part at least --reference-seconds
+   long (its step count sized from the probe's rating: a fixed count is a few throttle periods for a fast type);
+   its steady wall-clock seconds per step per phase (the plain mean of each phase's steps after its first third:
+   what the steps took, not the optimizer's estimator) and its logged init; the median is the truth, the spread
+   (max - min over median) is printed beside it.
 
 It prints, per backend, share and phase: truth, spread, new and old ratings and their errors, and per backend
 the median and largest absolute error of each design. Goal (issue 11): every new rating within 5%.
 """
 import argparse
 import json
+import math
 import shutil
 import sys
 import tempfile
@@ -100,6 +102,31 @@ def reference(logdir):
     return itype, values
 
 
+def reference_args(args, ratings):
+    """Trainer arguments of a reference run: each phase's steady part (after its first third) lasts at least
+    --reference-seconds at the type's rated speed, and at least as many steps as --reference-phases gives. A
+    fixed step count is too short for a fast type: 20 steady warm-up steps at 0.6 of a CPU are 14 throttle
+    periods of 100 ms, where one period more or less is 7%."""
+    phases = []
+    for item in args.reference_phases.split(","):
+        phase, steps = item.split(":")
+        rated = [r[phase] for r in ratings if phase in r]
+        if rated:
+            steps = max(int(steps), math.ceil(1.5 * args.reference_seconds / ec.median(rated)))
+        phases.append("%s:%d" % (phase, int(steps)))
+    total = sum(int(p.split(":")[1]) for p in phases)
+    # the probe plan ends the run: enough epochs that the data never run out first (a tiny preset's epoch is short)
+    return ["--probe-phases", ",".join(phases), "--probe-window", 0, "--epochs", max(2, total)]
+
+
+def run_packed(backend, worlds, workdir, capacity):
+    batches = ec.pack(worlds, capacity)
+    for i, batch in enumerate(batches, 1):
+        print("  [%s] batch %d/%d: %s" % (backend, i, len(batches), ", ".join(
+            "%s %s" % (w.label, "+".join("%.2f" % s for _t, s in w.nodes)) for w in batch)), flush=True)
+        ec.run_side_by_side(backend, batch, workdir, RUN_TIMEOUT)
+
+
 def bench_backend(backend, args, workdir, data, capacity):
     shares = args.shares
     # mixed probes: the probe cluster's shares, split where they do not fit together
@@ -116,37 +143,30 @@ def bench_backend(backend, args, workdir, data, capacity):
         if len(group) == 1 and group[0] != smallest and group[0] + smallest <= capacity:
             group.append(smallest)
     common = ["--preset", "tiny", "--data", data]
-    worlds = []
-    for repeat in range(args.repeats):
-        # the reference is a plain homogeneous run: no window
-        worlds += [ec.World("%s-ref-%s-%d" % (backend, type_name(s), repeat), [(type_name(s), s)],
-                            common + ["--probe-phases", args.reference_phases, "--probe-window", 0], "ref")
-                   for s in shares]
-        worlds += [ec.World("%s-probe-%d-%d" % (backend, i, repeat), [(type_name(s), s) for s in m],
-                            common + ["--probe-phases", args.probe_phases, "--probe-window", args.window], "probe")
-                   for i, m in enumerate(mixed)]
     t0 = time.monotonic()
-    batches = ec.pack(worlds, capacity)
-    for i, batch in enumerate(batches, 1):
-        print("  [%s] batch %d/%d: %s" % (backend, i, len(batches), ", ".join(
-            "%s %s" % (w.label, "+".join("%.2f" % s for _t, s in w.nodes)) for w in batch)), flush=True)
-        ec.run_side_by_side(backend, batch, workdir, RUN_TIMEOUT)
-    runs = {w.run_id: w.log_dir for w in worlds}
-    truth = {}
-    for run_id, logdir in runs.items():
-        if "-ref-" in run_id:
-            t, values = reference(logdir)
-            truth.setdefault(t, []).append(values)
+    # 1. the mixed probes
+    probes = [ec.World("%s-probe-%d-%d" % (backend, i, repeat), [(type_name(s), s) for s in m],
+                       common + ["--probe-phases", args.probe_phases, "--probe-window", args.window], "probe")
+              for repeat in range(args.repeats) for i, m in enumerate(mixed)]
+    run_packed(backend, probes, workdir, capacity)
     new, old = {}, {}
-    for run_id, logdir in runs.items():
-        if "-probe-" not in run_id:
-            continue
-        stripped = workdir / "stripped" / run_id
-        strip_windows(logdir, stripped)
-        for t, values in rate(logdir).items():
+    for world in probes:
+        stripped = workdir / "stripped" / world.run_id
+        strip_windows(world.log_dir, stripped)
+        for t, values in rate(world.log_dir).items():
             new.setdefault(t, []).append(values)
         for t, values in rate(stripped).items():
             old.setdefault(t, []).append(values)
+    # 2. the references: plain homogeneous runs (no window), each phase long enough in seconds (sized from the
+    # probes' ratings; the truth is still what the reference's own steps take)
+    references = [ec.World("%s-ref-%s-%d" % (backend, type_name(s), repeat), [(type_name(s), s)],
+                           common + reference_args(args, new.get(type_name(s), [])), "ref")
+                  for repeat in range(args.repeats) for s in shares]
+    run_packed(backend, references, workdir, capacity)
+    truth = {}
+    for world in references:
+        t, values = reference(world.log_dir)
+        truth.setdefault(t, []).append(values)
     rows = []
     for share in shares:
         t = type_name(share)
@@ -169,7 +189,10 @@ def main():
     parser.add_argument("--shares", default="0.15,0.3,0.6,1.0",
                         help="CPU shares of the emulated types (default: the local types and a whole CPU)")
     parser.add_argument("--probe-phases", default="warmup:3,adversarial:10", help="the probe role's default")
-    parser.add_argument("--reference-phases", default="warmup:30,adversarial:30")
+    parser.add_argument("--reference-phases", default="warmup:30,adversarial:30",
+                        help="least steps of each phase of a reference run")
+    parser.add_argument("--reference-seconds", type=float, default=15.0,
+                        help="least seconds of each reference phase's steady part (its last two thirds)")
     parser.add_argument("--window", type=float, default=4.0, help="trainer --probe-window of the probes")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs) and print its path")
     args = parser.parse_args()
@@ -182,8 +205,9 @@ def main():
     try:
         data = workdir / "data"
         ec.make_dataset(data)
-        print("capacity %.2f CPU; shares %s; probe %s (window %.1f s), reference %s, %d repeats"
-              % (capacity, args.shares, args.probe_phases, args.window, args.reference_phases, args.repeats))
+        print("capacity %.2f CPU; shares %s; probe %s (window %.1f s), reference %s and >= %.0f s per phase, "
+              "%d repeats" % (capacity, args.shares, args.probe_phases, args.window, args.reference_phases,
+                              args.reference_seconds, args.repeats))
         all_rows = []
         for backend in backends:
             rows, seconds = bench_backend(backend, args, workdir / backend, data, capacity)

@@ -57,9 +57,9 @@ def add_train_arguments(p):
                    "writes checkpoints")
     g.add_argument("--probe-window", type=_nonneg_float, default=4.0, metavar="S",
                    help="with --probe-phases: after the first step of each phase, run that phase's steps for S "
-                   "seconds (at least 3) without gradient all-reduce and time them (the rank's own speed, "
-                   "logged as window_seconds), then restore model, optimisers and random state (0: no window; "
-                   "default: 4)")
+                   "seconds (at least 4 steps, longer while their mean is imprecise: at most 3 x S) without "
+                   "gradient all-reduce and time them (the rank's own speed, logged as window_seconds), then "
+                   "restore model, optimisers and random state (0: no window; default: 4)")
     g.add_argument("--threads", type=int, default=1, metavar="N", help="torch threads per rank (default: 1)")
     g.add_argument("--seed", type=int, default=0, help="model init and shuffling seed (default: 0)")
     g.add_argument("--holdout", type=_nonneg_int, default=None, metavar="N",

@@ -10,6 +10,7 @@ the slow one. ``compute_seconds = seconds - waits``.
 On CUDA the same marks are CUDA events on the current stream (the CPU runs ahead of the GPU), resolved once
 per step after a synchronise.
 """
+import math
 import time
 
 import torch
@@ -23,6 +24,35 @@ def synchronize(device):
         torch.cuda.synchronize(device)
 
 
+# A probe's compute-only window (Trainer.compute_window): its rate is the mean of its steps after the first (the
+# first starts the data iterator). It runs at least WINDOW_MIN_STEPS steps and the requested seconds, then goes on
+# until that mean's standard error is at most WINDOW_RELATIVE_ERROR of it (a 95% interval of about +-4%), for at
+# most WINDOW_MAX_FACTOR times the requested seconds, and never more than WINDOW_MAX_STEPS steps.
+WINDOW_MIN_STEPS, WINDOW_MAX_STEPS = 4, 200
+WINDOW_RELATIVE_ERROR = 0.02
+WINDOW_MAX_FACTOR = 3.0
+
+
+def window_complete(step_seconds, elapsed, seconds):
+    """Whether a compute-only window of ``seconds`` that took ``step_seconds`` so far (``elapsed`` in all) may stop.
+
+    Seconds alone do not make a precise rate: a type that takes 1.7 s per step fits two rated steps in 4 s, and
+    one step's time under a CPU quota varies by whole throttle periods. A sequential rule (stop once the mean is
+    known to a given relative standard error) spends extra time only where the steps are few and uneven; even
+    steps (a GPU, a whole CPU) stop at the requested seconds."""
+    n = len(step_seconds)
+    if n >= WINDOW_MAX_STEPS:
+        return True
+    if n < WINDOW_MIN_STEPS or elapsed < seconds:
+        return False
+    if elapsed >= WINDOW_MAX_FACTOR * seconds:
+        return True
+    rated = step_seconds[1:]
+    mean = sum(rated) / len(rated)
+    variance = sum((t - mean) ** 2 for t in rated) / (len(rated) - 1)
+    return math.sqrt(variance / len(rated)) <= WINDOW_RELATIVE_ERROR * mean
+
+
 class StepClock:
     def __init__(self, device):
         self.device = device
@@ -31,6 +61,9 @@ class StepClock:
         self._pending = []      # CUDA: (bucket-ready event, backward-end event) pairs of this step
         self.wait = 0.0
         self.t0 = 0.0
+        # True during a probe's compute-only window: each rank keeps its own gradients (no collective), while DDP
+        # does the rest of a step's work (bucketing, the hook, copying back) as in a real step
+        self.local_only = False
 
     # -- DDP communication hook -------------------------------------------------------------------------
     def comm_hook(self, state, bucket):
@@ -41,8 +74,12 @@ class StepClock:
             self._ready = ev
         else:
             self._ready = time.perf_counter()
-        group = dist.group.WORLD
         tensor = bucket.buffer()
+        if self.local_only:
+            fut = torch.futures.Future()
+            fut.set_result(tensor)
+            return fut
+        group = dist.group.WORLD
         tensor.div_(group.size())
         fut = dist.all_reduce(tensor, group=group, async_op=True).get_future()
         return fut.then(lambda f: f.value()[0])

@@ -27,12 +27,9 @@ from .data import (ImageDataset, ResumableDistributedSampler, check_first_image,
 from .errors import CheckpointError, ConfigError, DataError, TrainerError
 from .logs import RunLogger, attempt_number, default_node_name, default_run_id, new_run_id, process_start_time
 from .models import Discriminator, GeneratorRRDB, denormalize, load_vgg_features
-from .timing import StepClock, synchronize
+from .timing import StepClock, synchronize, window_complete
 
 WARMUP, ADVERSARIAL = "warmup", "adversarial"
-# A probe's compute-only window: at least this many steps (the first is dropped when rating: it starts the data
-# iterator), at most this many (a fast type reaches the window's seconds in many short steps).
-WINDOW_MIN_STEPS, WINDOW_MAX_STEPS = 3, 200
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -498,20 +495,20 @@ class Trainer:
         quota or credit: its short bursts of compute run faster than the type sustains, and the per-step
         ``compute_seconds`` rates it too fast (by 28% to 2.4x on emulated shares). Here every rank runs whole
         steps (data, forward, backward, optimiser) under DDP's ``no_sync()`` for ``--probe-window`` seconds
-        (long against a throttle period, at least WINDOW_MIN_STEPS steps), busy all along like a homogeneous
-        cluster of its type. Model, optimisers and random state are restored after, so the probe's training is
+        (long against a throttle period) and until their mean is precise (``timing.window_complete``), busy all
+        along like a homogeneous cluster of its type. Model, optimisers and random state are restored after, so the probe's training is
         exactly what it would be without the window; a barrier then lines the ranks up again. Returns the
         wall seconds of each window step."""
         saved = (copy.deepcopy(self.G.state_dict()), copy.deepcopy(self.D.state_dict()),
                  copy.deepcopy(self.opt_g.state_dict()), copy.deepcopy(self.opt_d.state_dict()), ckpt.rng_state())
         times = []
         batches = iter(self.loader)
-        with contextlib.ExitStack() as no_sync:
-            if self.env.distributed:
-                no_sync.enter_context(self.G_ddp.no_sync())
-                no_sync.enter_context(self.D_ddp.no_sync())
-            t_end = time.perf_counter() + self.window_seconds
-            while len(times) < WINDOW_MAX_STEPS and (len(times) < WINDOW_MIN_STEPS or time.perf_counter() < t_end):
+        # each rank keeps its own gradients: DDP still buckets them and calls the hook, as in a real step (under
+        # no_sync() it skips that work, and a window step would be cheaper than a step of a 1-node cluster)
+        self.clock.local_only = True
+        try:
+            t_start = time.perf_counter()
+            while not window_complete(times, time.perf_counter() - t_start, self.window_seconds):
                 synchronize(self.device)
                 t = time.perf_counter()
                 batch = next(batches, None)
@@ -521,6 +518,8 @@ class Trainer:
                 self.train_step(batch["lr"].to(self.device), batch["hr"].to(self.device), phase)
                 synchronize(self.device)
                 times.append(time.perf_counter() - t)
+        finally:
+            self.clock.local_only = False
         del batches  # stops the data loader's workers, if any
         generator, discriminator, opt_g, opt_d, rng = saved
         self.G.load_state_dict(generator)

@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from paramount_trainer.timing import WINDOW_MIN_STEPS
+
 pytestmark = pytest.mark.slow
 
 
@@ -20,8 +22,8 @@ def test_probe_phases_time_both_phases(tmp_path, dataset_dir, run_inprocess, rec
     its = [r for r in recs if r["event"] == "iteration"]
     assert [r["phase"] for r in its] == ["warmup"] * 2 + ["adversarial"] * 3
     assert all("loss_d" in r for r in its[2:]) and all("loss_d" not in r for r in its[:2])
-    # the compute-only window follows the first step of each phase: at least 3 steps of it
-    assert [len(r.get("window_seconds", [])) >= 3 for r in its] == [True, False, True, False, False]
+    # the compute-only window follows the first step of each phase: at least WINDOW_MIN_STEPS steps of it
+    assert [len(r.get("window_seconds", [])) >= WINDOW_MIN_STEPS for r in its] == [True, False, True, False, False]
     init = recs[1]
     assert 0 <= init["wait_seconds"] <= init["seconds"]
     start, end = recs[0], recs[-1]
