@@ -222,6 +222,7 @@ def main():
     parser.add_argument("--max-minutes", type=float, default=55.0)
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--compare-with", metavar="DIR", help="also plan the probe with the optimizer of checkout DIR")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (logs) and print its path")
     args = parser.parse_args()
     start = time.monotonic()
     deadline = start + 60 * args.max_minutes
@@ -251,7 +252,10 @@ def main():
                                                        "left_out": r["left_out"]}
                                                    for b, r in results.items()}, indent=1, default=str))
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if args.keep:
+            print("logs kept in %s" % workdir)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,10 @@ Per backend, with the real trainer under real torchrun (`python -m torch.distrib
    packed so that no run exceeds the capacity (paramount_capacity.cpu_capacity), --repeats times;
 2. the product's prediction for 1 node of each type (paramount_model.ScalingModel on that probe alone), with the
    compute-only windows (new) and without them (old: the per-step compute_seconds of the mixed job);
-3. reference: every share alone, 1 node, --repeats times, each phase's steady part at least --reference-seconds
-   long (its step count sized from the probe's rating: a fixed count is a few throttle periods for a fast type);
+3. reference: every share as a 1-node run of its own, --repeats times, side by side with references of the other
+   shares of its probe group (the neighbours the probe's windows had), each phase's steady part at least
+   --reference-seconds long (its step count sized from the probe's rating: a fixed count is a few throttle
+   periods for a fast type);
    its steady wall-clock seconds per step per phase (the plain mean of each phase's steps after its first third:
    what the steps took, not the optimizer's estimator) and its logged init; the median is the truth, the spread
    (max - min over median) is printed beside it.
@@ -158,11 +160,19 @@ def bench_backend(backend, args, workdir, data, capacity):
         for t, values in rate(stripped).items():
             old.setdefault(t, []).append(values)
     # 2. the references: plain homogeneous runs (no window), each phase long enough in seconds (sized from the
-    # probes' ratings; the truth is still what the reference's own steps take)
-    references = [ec.World("%s-ref-%s-%d" % (backend, type_name(s), repeat), [(type_name(s), s)],
-                           common + reference_args(args, new.get(type_name(s), [])), "ref")
-                  for repeat in range(args.repeats) for s in shares]
-    run_packed(backend, references, workdir, capacity)
+    # probes' ratings; the truth is still what the reference's own steps take). They run beside the neighbours
+    # of the probe's windows: the other types of the same probe group, each a reference of its own, busy at its
+    # share. This machine's CPUs share caches and memory bandwidth (a VM's vCPUs may be one core's hyperthreads),
+    # so a type runs slower beside a busy neighbour than alone; truth and rating must see the same neighbours.
+    references = []
+    batches = [(repeat, i, group) for repeat in range(args.repeats) for i, group in enumerate(mixed)]
+    for number, (repeat, i, group) in enumerate(batches, 1):
+        batch = [ec.World("%s-ref-%s-g%d-%d" % (backend, type_name(s), i, repeat), [(type_name(s), s)],
+                          common + reference_args(args, new.get(type_name(s), [])), "ref") for s in group]
+        print("  [%s] references %d/%d: %s" % (backend, number, len(batches), "+".join("%.2f" % s for s in group)),
+              flush=True)
+        ec.run_side_by_side(backend, batch, workdir, RUN_TIMEOUT)
+        references += batch
     truth = {}
     for world in references:
         t, values = reference(world.log_dir)

@@ -26,20 +26,31 @@ def synchronize(device):
 
 # A probe's compute-only window (Trainer.compute_window): its rate is the mean of its steps after the first (the
 # first starts the data iterator). It runs at least WINDOW_MIN_STEPS steps and the requested seconds, then goes on
-# until that mean's standard error is at most WINDOW_RELATIVE_ERROR of it (a 95% interval of about +-4%), for at
-# most WINDOW_MAX_FACTOR times the requested seconds, and never more than WINDOW_MAX_STEPS steps.
+# until that mean's 95% confidence interval is within WINDOW_RELATIVE_HALF_WIDTH of it, for at most
+# WINDOW_MAX_FACTOR times the requested seconds, and never more than WINDOW_MAX_STEPS steps.
 WINDOW_MIN_STEPS, WINDOW_MAX_STEPS = 4, 200
-WINDOW_RELATIVE_ERROR = 0.02
+WINDOW_RELATIVE_HALF_WIDTH = 0.04
 WINDOW_MAX_FACTOR = 3.0
+# Student's t, two-sided 95%, by degrees of freedom (a standard deviation from a few steps is itself uncertain:
+# with the normal 1.96 instead, three even steps by chance would end a window whose steps vary by whole periods)
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+         12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042, 60: 2.000}
+
+
+def t_quantile_975(degrees_of_freedom):
+    """Two-sided 95% quantile of Student's t (the table's nearest entry at or below; 1.96 past it)."""
+    if degrees_of_freedom > 60:
+        return 1.96
+    return _T975[max(k for k in _T975 if k <= degrees_of_freedom)]
 
 
 def window_complete(step_seconds, elapsed, seconds):
     """Whether a compute-only window of ``seconds`` that took ``step_seconds`` so far (``elapsed`` in all) may stop.
 
     Seconds alone do not make a precise rate: a type that takes 1.7 s per step fits two rated steps in 4 s, and
-    one step's time under a CPU quota varies by whole throttle periods. A sequential rule (stop once the mean is
-    known to a given relative standard error) spends extra time only where the steps are few and uneven; even
-    steps (a GPU, a whole CPU) stop at the requested seconds."""
+    one step's time under a CPU quota varies by whole throttle periods. A sequential rule (stop once the mean's
+    confidence interval is narrow enough) spends extra time only where the steps are few and uneven; even steps
+    (a GPU, a whole CPU) stop at the requested seconds."""
     n = len(step_seconds)
     if n >= WINDOW_MAX_STEPS:
         return True
@@ -50,7 +61,8 @@ def window_complete(step_seconds, elapsed, seconds):
     rated = step_seconds[1:]
     mean = sum(rated) / len(rated)
     variance = sum((t - mean) ** 2 for t in rated) / (len(rated) - 1)
-    return math.sqrt(variance / len(rated)) <= WINDOW_RELATIVE_ERROR * mean
+    half_width = t_quantile_975(len(rated) - 1) * math.sqrt(variance / len(rated))
+    return half_width <= WINDOW_RELATIVE_HALF_WIDTH * mean
 
 
 class StepClock:
