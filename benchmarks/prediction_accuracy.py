@@ -19,7 +19,8 @@ Truth comes only from measured runs, never from the model. It prints per candida
 and cost, the median and largest error, and each objective's pick against the true optimum. Goal (issue 11):
 median error <= 5%, largest <= 15%, both picks within 1.05x of the true optimum; a goal tighter than the measured
 spread counts as unmet. --max-minutes caps the run: past it no new batch starts, and what was left out is
-named. --compare-with DIR also plans the same probe logs with the optimizer of another checkout DIR (e.g.
+named. --keep keeps the logs; --replan DIR plans a kept probe again and measures the kept runs, running
+nothing (a method change judged on the same truth). --compare-with DIR also plans the same probe logs with the optimizer of another checkout DIR (e.g.
 `git archive <commit> | tar -x -C DIR`) and prints its time errors beside, against the same truth.
 """
 import argparse
@@ -147,6 +148,30 @@ def bench_backend(backend, args, workdir, data, capacity, deadline, ledger):
             "seconds": time.monotonic() - t0, "other": other}
 
 
+def replan_backend(backend, kept, capacity, ledger, args):
+    """The same as bench_backend from a kept work folder (--keep): its probe planned again with this checkout's
+    optimizer, its trained runs measured again; nothing is run. A method change is then judged on the same truth."""
+    types = emulated_types(backend)
+    logs = Path(kept) / backend / "logs"
+    probe_dir = logs / ("%s-probe" % backend)
+    if not probe_dir.is_dir():
+        raise SystemExit("%s: no kept probe in %s" % (backend, probe_dir))
+    out = Path(tempfile.mkdtemp(prefix="replan-"))
+    t0 = time.monotonic()
+    plans = {objective: plan(probe_dir, objective, types, capacity, out) for objective in ("cost", "time")}
+    other = plan_elsewhere(args.compare_with, probe_dir, types, capacity, out) if args.compare_with else None
+    candidates = {(c["instance_type"], c["nodes"]): c for c in plans["cost"]["candidates"]
+                  if c.get("feasible") and c.get("predicted_seconds")}
+    truth = {}
+    for run_dir in sorted(p for p in logs.iterdir() if p.name != probe_dir.name):
+        itype, count = run_dir.name[len(backend) + 1:].rsplit("-r", 1)[0].rsplit("-x", 1)
+        key = (itype, int(count))
+        truth.setdefault(key, []).append(measure_run(ledger, run_dir, candidates[key], types[itype].price_per_hour))
+    shutil.rmtree(out, ignore_errors=True)
+    return {"plans": plans, "candidates": candidates, "truth": truth, "left_out": [],
+            "seconds": time.monotonic() - t0, "other": other}
+
+
 def report(backend, result, repeats):
     truth, candidates, plans = result["truth"], result["candidates"], result["plans"]
     print("\n### %s (%.0f s)\n" % (backend, result["seconds"]))
@@ -223,12 +248,19 @@ def main():
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--compare-with", metavar="DIR", help="also plan the probe with the optimizer of checkout DIR")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs) and print its path")
+    parser.add_argument("--replan", metavar="DIR", help="run nothing: plan the probe kept in DIR (a --keep folder) "
+                        "with this checkout's optimizer and measure its kept runs")
     args = parser.parse_args()
     start = time.monotonic()
     deadline = start + 60 * args.max_minutes
     capacity = paramount_capacity.cpu_capacity(reserve=0.5)
     backends = ec.backends(args.backend)
     ledger = load_ledger()
+    if args.replan:
+        for backend in backends:
+            if (Path(args.replan) / backend).is_dir():
+                report(backend, replan_backend(backend, args.replan, capacity, ledger, args), args.repeats)
+        return
     workdir = Path(tempfile.mkdtemp(prefix="prediction-accuracy-"))
     results = {}
     try:

@@ -516,8 +516,13 @@ def _run_status(recs):
     return status, (bad[0] if bad else None)
 
 
-def measure(results_dir: str, exclude=(), drop_first: int = 1, ranks_per_node=None) -> Measurement:
+def measure(results_dir: str, exclude=(), drop_first: int = 1, ranks_per_node=None,
+            cpu_bound_types=()) -> Measurement:
     """Read and measure every run under ``results_dir``.
+
+    ``cpu_bound_types``: instance types whose communication is CPU work done under the node's own CPU quota (the
+    catalog's ``cpu_share``): in a mixed run their communication is scaled from the slowest type's pace to their
+    own (see _own_communication).
 
     Raises ParamountError for: no logs, no valid record, unknown schema version, several
     workloads, no usable run. Everything else (bad lines, failed or incomplete runs, ranks
@@ -653,7 +658,8 @@ def measure(results_dir: str, exclude=(), drop_first: int = 1, ranks_per_node=No
             # a mixed run rates each type by its compute-only windows when it has them (see _window_rates)
             rates = _window_rates(a_iters, host_types, warnings, run_id, att) if len(att_types) > 1 else {}
             # per-step series
-            series = defaultdict(lambda: {"y": defaultdict(list), "compute": defaultdict(list), "comm": []})
+            series = defaultdict(lambda: {"y": defaultdict(list), "compute": defaultdict(list), "comm": [],
+                                          "own_comm": defaultdict(list)})
             for step in sorted(steps):
                 by_rank = steps[step]
                 phase = _mode([r["phase"] for r in by_rank.values()])
@@ -673,11 +679,13 @@ def measure(results_dir: str, exclude=(), drop_first: int = 1, ranks_per_node=No
                 ser = series[phase]
                 ser["comm"].append(comm)
                 for t in att_types:
+                    own = _own_communication(comm, comp, t, t in cpu_bound_types) if t in comp else comm
+                    ser["own_comm"][t].append(own)
                     if len(att_types) == 1:
                         ser["y"][t].append(step_s)
                         ser["compute"][t].append(comp[t])
                     elif t in comp:
-                        ser["y"][t].append(comp[t] + comm)
+                        ser["y"][t].append(comp[t] + own)
                         ser["compute"][t].append(comp[t])
                     else:
                         ser["y"][t].append(float("nan"))
@@ -716,7 +724,7 @@ def measure(results_dir: str, exclude=(), drop_first: int = 1, ranks_per_node=No
                     bucket["y"].extend(kept_y)
                     bucket["by_run"][run_id].extend(kept_y)
                     bucket["compute"].extend(v / f for v, f in zip(ser["compute"][t][cut:], fac[cut:]) if not math.isnan(v))
-                    bucket["comm"].extend(v / f for v, f in zip(ser["comm"][cut:], fac[cut:]))
+                    bucket["comm"].extend(v / f for v, f in zip(ser["own_comm"][t][cut:], fac[cut:]))
                     bucket["dropped"] += cut
                     bucket["excess"].append(excess)
                     bucket["profile"].append(profile)
@@ -800,6 +808,22 @@ def _init_seconds(init_records, instance_type, host_types, mixed):
         if own and all(is_finite_number(r.get("wait_seconds")) for r in own):
             return max(max(0.0, r["seconds"] - r["wait_seconds"]) for r in own)
     return max(r["seconds"] for r in init_records)
+
+
+def _own_communication(comm, compute, itype, cpu_bound):
+    """The communication time of ``itype`` in a cluster of its own, from a step of a run of several types.
+
+    A step's communication (its time beyond the slowest type's compute) goes at the pace of the slowest rank: a
+    collective ends when its last rank has done its part. Where that part is network transfer (NCCL between GPU
+    nodes) the pace is the wire's and the time is right for every type. Where it is CPU work done under the
+    node's own quota (gloo between emulated nodes or CPU instances with a ``cpu_share``) it goes at the slowest
+    rank's CPU speed, and a faster type does the same work in proportion to its own compute time (measured: a
+    homogeneous cluster's communication is 4-5% of its step time on 0.15 to 0.60 CPU shares). One mixed run
+    cannot tell the two apart; the catalog says which a type is."""
+    slowest = max(compute.values())
+    if not cpu_bound or slowest <= 0:
+        return comm
+    return comm * compute[itype] / slowest
 
 
 def _window_rates(iteration_records, host_types, warnings, run_id, attempt):

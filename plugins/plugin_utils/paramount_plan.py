@@ -187,7 +187,8 @@ def optimize(args, check_mode=False):
     catalog = load_catalog(a["catalog"])
     current_slots, current_rdzv = read_current_inventory(a["current_inventory"])
     measurement = logs.measure(a["results_dir"], exclude=[a["output_dir"]], drop_first=a["warmup_drop"],
-                               ranks_per_node=a["ranks_per_node"])
+                               ranks_per_node=a["ranks_per_node"],
+                               cpu_bound_types={t for t, entry in catalog.items() if entry.cpu_share is not None})
     model = model_mod.ScalingModel(measurement, epochs=a["epochs"], ranks_per_node=a["ranks_per_node"],
                                    n_boot=a["bootstrap"])
     if a["instance_types"]:

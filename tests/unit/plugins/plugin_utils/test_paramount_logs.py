@@ -201,7 +201,7 @@ def test_heterogeneous_run_rates_each_type_by_its_own_compute(tmp_path):
     assert large.seconds.mean == pytest.approx(0.2 / 0.6 + comm, rel=0.05)
 
 
-def _mixed_run_with_windows(tmp_path, window=True, init_waits=True, window_value=None):
+def _mixed_run_with_windows(tmp_path, window=True, init_waits=True, window_value=None, cpu_bound_types=()):
     """A mixed probe of a slow (sim.small) and a fast (sim.large) node where the fast node's per-step compute is
     a burst (half its sustained time, as when it idles at every all-reduce), its compute-only windows show the
     sustained time, and the fast node's init includes waiting for the slow one."""
@@ -225,7 +225,7 @@ def _mixed_run_with_windows(tmp_path, window=True, init_waits=True, window_value
     lg.write_run(str(tmp_path / "mixed"), recs)
     for r in (r for lst in recs.values() for r in lst):
         VALIDATOR.validate(r)
-    return pl.measure(str(tmp_path))
+    return pl.measure(str(tmp_path), cpu_bound_types=cpu_bound_types)
 
 
 def test_mixed_run_rates_each_type_by_its_compute_only_window(tmp_path):
@@ -239,6 +239,21 @@ def test_mixed_run_rates_each_type_by_its_compute_only_window(tmp_path):
             assert pm.seconds.mean == pytest.approx(sustained + comm)
             assert pm.comm.mean == pytest.approx(comm)
     assert not m.warnings
+
+
+def test_cpu_bound_communication_goes_at_each_types_own_pace(tmp_path):
+    """A type whose communication is CPU work under its quota (the catalog's cpu_share) does it at its own speed:
+    the mixed step's communication, measured at the slowest type's pace, is scaled by the type's compute over the
+    slowest's. The slowest type keeps it whole; a type not named keeps it whole too (network-bound)."""
+    comm = 1.25 - 1.2
+    m = _mixed_run_with_windows(tmp_path, cpu_bound_types={"sim.small", "sim.large"})
+    for itype, sustained in (("sim.small", 1.2), ("sim.large", 0.3)):
+        for pm in m.configs[(itype, 2)].phases.values():
+            own = comm * sustained / 1.2
+            assert pm.comm.mean == pytest.approx(own)
+            assert pm.seconds.mean == pytest.approx(sustained + own)
+    m = _mixed_run_with_windows(tmp_path / "network", cpu_bound_types={"sim.small"})
+    assert m.configs[("sim.large", 2)].phases["adversarial"].comm.mean == pytest.approx(comm)
 
 
 def test_mixed_run_without_windows_keeps_the_per_step_compute(tmp_path):
