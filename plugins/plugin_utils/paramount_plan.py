@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import Counter
 
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_args import (
     ARGUMENT_SPEC,
@@ -139,23 +140,24 @@ def search_cost(measurement, catalog, setup_seconds):
         row = run.as_dict()
         cost = 0.0
         known = True
-        types = list(run.host_types.values())
-        missing = max(0, run.nodes - len(types))
+        # nodes per type, counted (a start record's node count is the log's word: never expanded into a list)
+        nodes_of = Counter(run.host_types.values())
+        missing = max(0, run.nodes - sum(nodes_of.values()))
         if missing:
-            if len(set(types)) == 1:
-                types += [types[0]] * missing
+            if len(nodes_of) == 1:
+                nodes_of[next(iter(nodes_of))] += missing
             else:
                 known = False
                 notes.append("run %s: %d node(s) without a log, not priced" % (run.run_id, missing))
-        for t in types:
+        for t, count in sorted(nodes_of.items()):
             entry = catalog.get(t)
             if entry is None or entry.price_per_hour is None:
                 known = False
                 notes.append("run %s: type %s has no price, not counted in the search cost" % (run.run_id, t))
                 continue
             # a probe node started, so it is billed (at least the minimum) even if its run logged no wall time
-            cost += dec.cluster_cost(1, entry.price_per_hour, max(run.wall_seconds or 0.0, 1e-6), setup_seconds,
-                                     dec.BillingRule.of(entry))
+            cost += count * dec.cluster_cost(1, entry.price_per_hour, max(run.wall_seconds or 0.0, 1e-6),
+                                             setup_seconds, dec.BillingRule.of(entry))
         row["cost"] = cost
         row["cost_complete"] = known
         rows.append(row)
