@@ -63,6 +63,12 @@ def emulated_types(backend):
     return {t: e for t, e in sorted(catalog.items()) if t.startswith(backend + ".") and e.cpu_share}
 
 
+def predicted_candidates(plan_json):
+    """{(type, nodes): candidate} of a plan's feasible candidates that have a predicted time."""
+    return {(c["instance_type"], c["nodes"]): c for c in plan_json["candidates"]
+            if c.get("feasible") and c.get("predicted_seconds")}
+
+
 def plan(probe_dir, objective, types, capacity, out):
     res = optimize({"results_dir": str(probe_dir), "objective": objective, "instance_types": sorted(types),
                     "node_counts": list(range(1, MAX_NODES + 1)), "catalog": str(CATALOG), "setup_seconds": 0,
@@ -124,8 +130,7 @@ def bench_backend(backend, args, workdir, data, capacity, deadline, ledger):
              for objective in ("cost", "time")}
     other = (plan_elsewhere(args.compare_with, probe.log_dir, types, capacity, workdir / "plans")
              if args.compare_with else None)
-    candidates = {(c["instance_type"], c["nodes"]): c for c in plans["cost"]["candidates"]
-                  if c.get("feasible") and c.get("predicted_seconds")}
+    candidates = predicted_candidates(plans["cost"])
     grid = sorted(candidates, key=lambda key: (key[0], key[1]))
     worlds = [ec.World("%s-%s-x%d-r%d" % (backend, t, n, r), [(t, types[t].cpu_share)] * n, job, "%s x%d" % (t, n))
               for r in range(args.repeats) for t, n in grid]
@@ -160,8 +165,7 @@ def replan_backend(backend, kept, capacity, ledger, args):
     t0 = time.monotonic()
     plans = {objective: plan(probe_dir, objective, types, capacity, out) for objective in ("cost", "time")}
     other = plan_elsewhere(args.compare_with, probe_dir, types, capacity, out) if args.compare_with else None
-    candidates = {(c["instance_type"], c["nodes"]): c for c in plans["cost"]["candidates"]
-                  if c.get("feasible") and c.get("predicted_seconds")}
+    candidates = predicted_candidates(plans["cost"])
     truth = {}
     for run_dir in sorted(p for p in logs.iterdir() if p.name != probe_dir.name):
         itype, count = run_dir.name[len(backend) + 1:].rsplit("-r", 1)[0].rsplit("-x", 1)
