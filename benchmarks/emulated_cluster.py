@@ -156,17 +156,18 @@ def run_side_by_side(backend, worlds, workdir, timeout):
 
 
 def pack(worlds, capacity):
-    """Batches of worlds whose shares add up to at most the capacity (largest first, greedy)."""
-    batches, current, used = [], [], 0.0
+    """Batches of worlds whose shares add up to at most ``capacity`` (first fit, largest first); a world larger
+    than the capacity runs alone."""
+    batches = []  # [[worlds], used share]
     for world in sorted(worlds, key=lambda w: -w.share):
-        if current and used + world.share > capacity + 1e-9:
-            batches.append(current)
-            current, used = [], 0.0
-        current.append(world)
-        used += world.share
-    if current:
-        batches.append(current)
-    return batches
+        for batch in batches:
+            if batch[1] + world.share <= capacity + 1e-9:
+                batch[0].append(world)
+                batch[1] += world.share
+                break
+        else:
+            batches.append([[world], world.share])
+    return [batch for batch, _used in batches]
 
 
 def median(values):

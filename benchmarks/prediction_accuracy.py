@@ -11,7 +11,10 @@ catalog's emulated types (catalogs/default.csv: local.* or sim.*, their cpu_shar
 2. one plan from it, for the cost and for the time objective (paramount_plan.optimize, the action plugin's
    code; capacity from paramount_capacity, node counts 1 to 3, setup 0, no kept nodes);
 3. the truth: every candidate of the grid (each type at 1 to 3 nodes, where its shares fit the capacity) trained
-   to completion --repeats times (runs whose shares fit together run side by side, as the capacity allows);
+   to completion --repeats times; runs whose shares fit together run side by side, but never more share at
+   once than the probe ran (--pack-share, default the probe cluster's shares): a type's rating holds for the
+   load it was measured under (the 2 vCPUs' shared caches and memory bandwidth, a host that varies), so the
+   truth is measured under no more;
    its time and cost as the ledger measures a trained job (playbooks/files/paramount_ledger.py: the span from
    the first trainer process start to the end of the last iteration, billed by the plan's rule); the median of
    the repeats is the truth and its spread (max - min over median) is printed.
@@ -135,7 +138,10 @@ def bench_backend(backend, args, workdir, data, capacity, deadline, ledger):
     worlds = [ec.World("%s-%s-x%d-r%d" % (backend, t, n, r), [(t, types[t].cpu_share)] * n, job, "%s x%d" % (t, n))
               for r in range(args.repeats) for t, n in grid]
     done, left_out = [], []
-    batches = ec.pack(worlds, capacity)
+    pack_share = min(capacity, args.pack_share or probe.share)
+    batches = ec.pack(worlds, pack_share)
+    print("  [%s] %d runs in %d batches of at most %.2f CPU" % (backend, len(worlds), len(batches), pack_share),
+          flush=True)
     for i, batch in enumerate(batches, 1):
         if time.monotonic() > deadline:
             left_out += batch
@@ -249,6 +255,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=3, help="epochs of the job (tiny preset, 160 images)")
     parser.add_argument("--max-minutes", type=float, default=55.0)
+    parser.add_argument("--pack-share", type=float, default=0.0,
+                        help="most CPU share of truth runs side by side (default: the probe cluster's)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--compare-with", metavar="DIR", help="also plan the probe with the optimizer of checkout DIR")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs) and print its path")
