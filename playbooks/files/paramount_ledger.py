@@ -2,7 +2,8 @@
 
     paramount_ledger.py RESULTS_DIR CATALOG_CSV
 
-Reads RESULTS_DIR/plan/plan.json and the nodes' logs under RESULTS_DIR/{probe,train}/*.log (contract v1),
+Reads RESULTS_DIR/plan/plan.json and the nodes' logs under RESULTS_DIR/{probe,train}/*.log (contract v1, read
+and validated by the planner's own log reader; a line it drops costs nothing),
 writes RESULTS_DIR/ledger.json and RESULTS_DIR/ledger.md, and prints the tables. With a trained job it also
 draws RESULTS_DIR/measured_vs_predicted.png: measured against predicted seconds per iteration at the probed
 configurations (plan.json's `cross_check`) and, per training phase, the trained job's.
@@ -17,7 +18,7 @@ warm-up and adversarial iterations (each iteration's step-end to step-end, the e
 Both costs are billed by the plan's rule: price x billed node-seconds, where a new node is billed its setup (the
 plan's assumption, the same on both sides) + the span, rounded up to the type's billing increment and at least
 its minimum, and a node kept from the probe pays only the seconds it adds (plan.json's `chosen.billing`; the
-billing function is the plan's own, paramount_decision.cluster_bill). The probe is billed the same way per node
+billing rule and functions are the plan's own, paramount_decision's). The probe is billed the same way per node
 (setup + its trainer's life) against the plan's `search_cost`.
 `wall_seconds`, `node_seconds` and `cost` are the logged first-to-last-record figures of earlier versions
 (unbilled), kept for readers of ledger.json.
@@ -67,34 +68,31 @@ def load_catalog(path):
 
 def read_nodes(folder):
     """{host: what its .log files say}: type, first/last record, end status, trainer process starts, and the
-    records the timeline needs (init, iteration, epoch, end)."""
+    records the timeline needs (init, iteration, epoch, end). The records are the planner's reader's: valid
+    against the log contract, so every key an event requires is there."""
+    read_log_file = plan_module("measurement.records").read_log_file
     nodes = {}
     for path in sorted(Path(folder).glob("*.log")):
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                try:
-                    record = json.loads(line)
-                    host, moment = record["host"], float(record["time"])
-                except (ValueError, KeyError, TypeError):
-                    continue  # a torn or foreign line costs nothing
-                node = nodes.setdefault(host, {"type": "unknown", "first": moment, "last": moment, "status": None,
-                                               "process_starts": [], "init": [], "iterations": [], "epochs": [],
-                                               "ends": []})
-                node["first"], node["last"] = min(node["first"], moment), max(node["last"], moment)
-                event = record.get("event")
-                if event == "start":
-                    node["type"] = record.get("instance_type", node["type"])
-                elif event == "end":
-                    node["status"] = record.get("status")
-                    node["ends"].append(moment)
-                if event in ("init", "end") and isinstance(record.get("seconds"), (int, float)):
-                    node["process_starts"].append(moment - float(record["seconds"]))
-                if event == "init":
-                    node["init"].append(moment)
-                elif event == "iteration" and isinstance(record.get("step"), int):
-                    node["iterations"].append((record["step"], record.get("phase", "unknown"), moment))
-                elif event == "epoch" and isinstance(record.get("eval_seconds"), (int, float)):
-                    node["epochs"].append((record.get("epoch"), float(record["eval_seconds"]), moment))
+        for record in read_log_file(str(path)).records:
+            moment = float(record["time"])
+            node = nodes.setdefault(record["host"], {"type": "unknown", "first": moment, "last": moment,
+                                                     "status": None, "process_starts": [], "init": [],
+                                                     "iterations": [], "epochs": [], "ends": []})
+            node["first"], node["last"] = min(node["first"], moment), max(node["last"], moment)
+            event = record["event"]
+            if event == "start":
+                node["type"] = record["instance_type"]
+            elif event == "end":
+                node["status"] = record["status"]
+                node["ends"].append(moment)
+            if event in ("init", "end"):
+                node["process_starts"].append(moment - float(record["seconds"]))
+            if event == "init":
+                node["init"].append(moment)
+            elif event == "iteration":
+                node["iterations"].append((int(record["step"]), record["phase"], moment))
+            elif event == "epoch" and isinstance(record.get("eval_seconds"), (int, float)):  # optional key
+                node["epochs"].append((record["epoch"], float(record["eval_seconds"]), moment))
     return nodes
 
 
@@ -155,13 +153,14 @@ def compare_train(timeline, chosen, nodes, price, rule, setup_seconds, decision)
     if predicted_bill is None and predicted_seconds is not None:
         predicted_bill = decision.cluster_bill(int(chosen.get("nodes") or nodes), predicted_seconds, setup_seconds,
                                                rule, kept)["billed_node_seconds"]
-    measured_cost = price * bill["billed_node_seconds"] / 3600.0 if price is not None else None
+    measured_cost = decision.cost_of(price, bill["billed_node_seconds"]) if price is not None else None
     spi = chosen.get("seconds_per_iteration_by_phase") or {}
     planned = chosen.get("iterations_by_phase") or {}
     rows = [{"phase": "init", "measured_seconds": timeline["parts"]["init"],
              "predicted_seconds": _number(chosen.get("init_seconds"))}]
     steady = 0.0
-    for phase in sorted(set(planned) | set(timeline["iterations"]), key=lambda p: (p != "warmup", p)):
+    in_running_order = plan_module("paramount_common").phase_order
+    for phase in sorted(set(planned) | set(timeline["iterations"]), key=in_running_order):
         per_iteration = _number(spi.get(phase))
         count = planned.get(phase)
         predicted = per_iteration * count if per_iteration is not None and count is not None else None
@@ -203,16 +202,16 @@ def trained_points(train, chosen):
             if row.get("measured_seconds_per_iteration") and row.get("predicted_seconds_per_iteration")]
 
 
-def bill_probe(nodes, prices, rules, setup_seconds):
+def bill_probe(nodes, prices, rules, setup_seconds, decision):
     """(billed node-seconds, cost) of the probe nodes: each by its type's rule over setup + its trainer's life
     (process start to last record), as the plan's search cost bills them; cost None if a type has no price."""
     billed, cost = 0.0, 0.0
     for n in nodes.values():
         life = n["last"] - min(n["process_starts"] or [n["first"]])
-        seconds = rules(n["type"]).billed(setup_seconds + max(life, 1e-6))
+        seconds = decision.billed_seconds(max(life, 1e-6), setup_seconds, rules(n["type"]))
         billed += seconds
         price = prices.get(n["type"])
-        cost = None if cost is None or price is None else cost + price * seconds / 3600.0
+        cost = None if cost is None or price is None else cost + decision.cost_of(price, seconds)
     return billed, cost
 
 
@@ -230,12 +229,12 @@ def main(results_dir, catalog_csv):
     chosen = plan.get("chosen") or {}
     setup_seconds = float((plan.get("constraints") or {}).get("setup_seconds") or 0.0)
 
-    def rule_of(itype):
-        entry = catalog.get(itype)
-        return decision.BillingRule.of(entry) if entry is not None else decision.DEFAULT_BILLING
+    def rule_of(itype):  # an unknown type (no catalog entry) gets the default rule
+        return decision.BillingRule.of(catalog.get(itype))
 
+    run_phase = plan_module("paramount_phases").RunPhase
     phases, comparison = [], {}
-    for phase in ("probe", "train"):
+    for phase in (run_phase.PROBE.value, run_phase.TRAIN.value):
         nodes = read_nodes(results / phase)
         if not nodes:
             continue
@@ -243,14 +242,14 @@ def main(results_dir, catalog_csv):
         start = min(s[1] for s in spans.values())
         end = max(s[2] for s in spans.values())
         node_seconds = sum(s[2] - s[1] for s in spans.values())
-        cost = sum((s[2] - s[1]) * prices.get(s[0], float("nan")) / 3600 for s in spans.values())
+        cost = sum(decision.cost_of(prices.get(s[0], float("nan")), s[2] - s[1]) for s in spans.values())
         row = {
             "phase": phase, "nodes": len(spans), "types": sorted({s[0] for s in spans.values()}),
             "wall_seconds": round(end - start, 3), "node_seconds": round(node_seconds, 3), "cost": cost,
             "statuses": sorted({str(s[3]) for s in spans.values()}),
         }
-        if phase == "probe":
-            billed, billed_cost = bill_probe(nodes, prices, rule_of, setup_seconds)
+        if phase == run_phase.PROBE:
+            billed, billed_cost = bill_probe(nodes, prices, rule_of, setup_seconds, decision)
             row.update({"billed_node_seconds": billed, "billed_cost": billed_cost})
             comparison["probe"] = {"measured_cost": billed_cost, "search_cost": plan.get("search_cost"),
                                    "cost_ratio": _ratio(billed_cost, plan.get("search_cost"))}
@@ -259,8 +258,7 @@ def main(results_dir, catalog_csv):
             types = row["types"]
             itype = chosen.get("instance_type") if chosen.get("instance_type") in types else types[0]
             billing = chosen.get("billing") or {}
-            rule = (decision.BillingRule(float(billing["increment_seconds"]), float(billing["minimum_seconds"]))
-                    if "increment_seconds" in billing and "minimum_seconds" in billing else rule_of(itype))
+            rule = decision.BillingRule.from_dict(billing) or rule_of(itype)
             if timeline is not None and chosen:
                 comparison["train"] = compare_train(timeline, chosen, len(nodes), prices.get(itype), rule,
                                                     setup_seconds, decision)

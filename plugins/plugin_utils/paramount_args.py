@@ -6,10 +6,12 @@ plugins/modules/optimize.py's DOCUMENTATION in step). No third-party imports."""
 
 from __future__ import annotations
 
+from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common import OBJECTIVES, Objective
+
 ARGUMENT_SPEC = {
     "results_dir": {"type": "path", "required": True},
     "catalog": {"type": "path"},
-    "objective": {"type": "str", "default": "cost", "choices": ["cost", "time"]},
+    "objective": {"type": "str", "default": Objective.COST.value, "choices": list(OBJECTIVES)},
     "deadline": {"type": "float"},
     "budget": {"type": "float"},
     "instance_types": {"type": "list", "elements": "str"},

@@ -1,14 +1,56 @@
 # -*- coding: utf-8 -*-
 # Copyright: paramount.cluster contributors
 # Apache License 2.0 (see galaxy.yml)
-"""Small helpers shared by the optimizer's plugin_utils modules (no third-party imports)."""
+"""Small helpers shared by the optimizer's plugin_utils modules (no third-party imports), and the vocabulary
+they share: the objective and the training phases, each named once here."""
 
 from __future__ import annotations
 
+import enum
 import math
 import re
 
-__all__ = ["ParamountError", "is_finite_number", "slug", "fmt_seconds", "fmt_money"]
+__all__ = ["ParamountError", "Vocabulary", "Objective", "OBJECTIVES", "TrainingPhase", "TRAINING_PHASES",
+           "phase_order", "is_finite_number", "slug", "fmt_seconds", "fmt_money"]
+
+
+class Vocabulary(str, enum.Enum):
+    """A closed set of names that appear in options, logs and plan.json. Members are their own string (they
+    compare, hash and format as their value), so ``Objective.TIME == "time"`` holds where a plain string comes
+    from Ansible or a file. Data written out (plan.json, YAML) takes ``.value``: yaml.safe_dump represents plain
+    strings only."""
+
+    def __str__(self):
+        return self.value
+
+    @classmethod
+    def values(cls):
+        """The names, in their defined order (argument spec choices, messages)."""
+        return tuple(member.value for member in cls)
+
+
+class Objective(Vocabulary):
+    """What the plan minimises (option ``objective``)."""
+
+    COST = "cost"
+    TIME = "time"
+
+
+class TrainingPhase(Vocabulary):
+    """The training phases a job runs in order; trainer log contract v1 names them in iteration records
+    (``phase``; trainer/paramount_trainer/schemas/log-record-v1.schema.json, kept equal by a unit test)."""
+
+    WARMUP = "warmup"
+    ADVERSARIAL = "adversarial"
+
+
+OBJECTIVES = Objective.values()
+TRAINING_PHASES = TrainingPhase.values()
+
+
+def phase_order(phase):
+    """Sort key of phase names: the training phases in the order they run, then any other name."""
+    return (TRAINING_PHASES.index(phase) if phase in TRAINING_PHASES else len(TRAINING_PHASES), str(phase))
 
 
 class ParamountError(Exception):

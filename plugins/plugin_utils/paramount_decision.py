@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common import (
+    Objective,
     ParamountError,
     fmt_money,
     fmt_seconds,
@@ -40,6 +41,13 @@ class BillingRule:
         return cls(float(getattr(entry, "billing_increment_seconds", BILLING_INCREMENT_SECONDS)),
                    float(getattr(entry, "billing_minimum_seconds", MIN_BILLED_SECONDS)))
 
+    @classmethod
+    def from_dict(cls, record):
+        """The rule a billing record of plan.json states (``as_dict``, ``cluster_bill``); None when it states none."""
+        if "increment_seconds" in record and "minimum_seconds" in record:
+            return cls(float(record["increment_seconds"]), float(record["minimum_seconds"]))
+        return None
+
     def billed(self, life_seconds: float) -> float:
         """Billed seconds of a node that lived ``life_seconds`` in all (0: it never started)."""
         if not life_seconds > 0:
@@ -58,6 +66,11 @@ class BillingRule:
 
 
 DEFAULT_BILLING = BillingRule()
+
+
+def cost_of(price_per_hour: float, node_seconds: float) -> float:
+    """Money for ``node_seconds`` at an hourly price: the one conversion plan, ledger and timeline bill with."""
+    return price_per_hour * node_seconds / 3600.0
 
 
 def billed_seconds(seconds: float, setup_seconds: float = 0.0, rule: BillingRule = DEFAULT_BILLING) -> float:
@@ -86,7 +99,7 @@ def cluster_bill(nodes: int, seconds: float, setup_seconds: float = 0.0, rule: B
 def cluster_cost(nodes: int, price_per_hour: float, seconds: float, setup_seconds: float = 0.0,
                  rule: BillingRule = DEFAULT_BILLING, kept_lives=()) -> float:
     """price x billed node-hours (every new node billed by the rule; kept nodes pay what they add)."""
-    return price_per_hour * cluster_bill(nodes, seconds, setup_seconds, rule, kept_lives)["billed_node_seconds"] / 3600.0
+    return cost_of(price_per_hour, cluster_bill(nodes, seconds, setup_seconds, rule, kept_lives)["billed_node_seconds"])
 
 
 CPU_TOLERANCE = 1e-9  # shares adding up to exactly the capacity fit (5 x 0.30 in floating point)
@@ -94,7 +107,7 @@ CPU_TOLERANCE = 1e-9  # shares adding up to exactly the capacity fit (5 x 0.30 i
 
 @dataclass
 class Constraints:
-    objective: str = "cost"
+    objective: str = Objective.COST.value
     deadline: float | None = None  # seconds, applied to setup_seconds + predicted_seconds
     budget: float | None = None  # currency, applied to predicted_cost
     max_hourly_cost: float | None = None  # whole cluster, nodes x price
@@ -232,7 +245,7 @@ def build_candidates(model, catalog, types, node_counts, constraints: Constraint
             rule = BillingRule.of(entry)
             lives = kept_lives.get(t, ())
             c.billing = cluster_bill(n, c.predicted_seconds, constraints.setup_seconds, rule, lives)
-            c.predicted_cost = entry.price_per_hour * c.billing["billed_node_seconds"] / 3600.0
+            c.predicted_cost = cost_of(entry.price_per_hour, c.billing["billed_node_seconds"])
             c.cost_interval = [cluster_cost(n, entry.price_per_hour, s, constraints.setup_seconds, rule, lives)
                                for s in c.seconds_interval]
             c.iterations = pred.iterations_total
@@ -284,7 +297,7 @@ def check(c: Candidate, k: Constraints):
 
 
 def objective_key(c: Candidate, objective: str):
-    if objective == "time":
+    if objective == Objective.TIME:
         return (c.predicted_seconds, c.predicted_cost, c.nodes, c.instance_type)
     return (c.predicted_cost, c.predicted_seconds, c.nodes, c.instance_type)
 
@@ -307,7 +320,7 @@ def violation_score(c: Candidate):
 
 
 def objective_value(c: Candidate, objective: str, upper: bool = False):
-    if objective == "time":
+    if objective == Objective.TIME:
         return c.seconds_interval[1] if upper and c.seconds_interval else c.predicted_seconds
     return c.cost_interval[1] if upper and c.cost_interval else c.predicted_cost
 
@@ -341,7 +354,7 @@ def decide(ordered, objective):
     for c in ordered:
         if c.feasible:
             c.reason = "chosen: %s within the constraints" % (
-                "lowest predicted cost" if objective == "cost" else "shortest predicted time")
+                "lowest predicted cost" if objective == Objective.COST else "shortest predicted time")
             return c, None
     closest = [c for c in ordered if c.predicted][:3]
     if not closest:
@@ -352,7 +365,7 @@ def decide(ordered, objective):
 
 
 def _interval(c: Candidate, objective: str):
-    iv = c.seconds_interval if objective == "time" else c.cost_interval
+    iv = c.seconds_interval if objective == Objective.TIME else c.cost_interval
     value = objective_value(c, objective)
     return (iv[0], iv[1]) if iv else (value, value)
 
@@ -384,7 +397,7 @@ def runner_up(ordered, chosen, objective):
                     % (wide.instance_type, wide.nodes,
                        "measured: a repeated probe narrows its between-run noise" if wide.measured
                        else "extrapolated: a probe at that size measures it",
-                       100 * width(wide), "time" if objective == "time" else "cost"))}
+                       100 * width(wide), (Objective.TIME if objective == Objective.TIME else Objective.COST).value))}
     return out
 
 

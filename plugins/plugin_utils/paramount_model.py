@@ -56,7 +56,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common import ParamountError
+from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common import ParamountError, TrainingPhase
 
 try:
     import numpy as np
@@ -65,7 +65,6 @@ except ImportError:  # pragma: no cover - reported by the action plugin
     np = None
     _nnls = None
 
-PHASES = ("warmup", "adversarial")
 MIN_REL_SE = 0.01  # weight floor: no point counts as more precise than 1% of its value
 
 # Between-run noise. Two probe runs of the same configuration differ by more than their within-run standard
@@ -168,7 +167,7 @@ def estimate_between_run_cv(measurement, prior=BETWEEN_RUN_CV, prior_df=BETWEEN_
     ss, df, runs = 0.0, 0, 0
     for cm in measurement.configs.values():
         phases = getattr(cm, "phases", {}) or {}
-        pm = phases.get("adversarial") or next(iter(phases.values()), None)
+        pm = phases.get(TrainingPhase.ADVERSARIAL) or next(iter(phases.values()), None)
         means = [float(v) for v in (getattr(pm, "run_means", None) or []) if v and v > 0]
         if len(means) >= 2:
             mu = sum(means) / len(means)
@@ -335,7 +334,7 @@ class ScalingModel:
         self.rpn_override = float(ranks_per_node) if ranks_per_node else None
         self.n_boot = int(n_boot)
         self.rng = np.random.default_rng(seed)
-        self.points = {p: {} for p in PHASES}
+        self.points = {p: {} for p in TrainingPhase.values()}
         self.startup = {}  # (phase, type) -> {nodes: extra steady iterations at the start of the phase}
         self.startup_profile = {}  # (phase, type) -> {nodes: the same for the first 1, 2, ... probe iterations}
         for (t, n), cm in measurement.configs.items():
@@ -390,10 +389,10 @@ class ScalingModel:
         # phase ratios (warm-up / adversarial) for types that lack one phase
         ratios = []
         for t in self.types():
-            for n in self.points.get("warmup", {}).get(t, {}):
-                adv = self.points.get("adversarial", {}).get(t, {}).get(n)
+            for n in self.points.get(TrainingPhase.WARMUP, {}).get(t, {}):
+                adv = self.points.get(TrainingPhase.ADVERSARIAL, {}).get(t, {}).get(n)
                 if adv is not None and adv.y > 0:
-                    ratios.append(self.points["warmup"][t][n].y / adv.y)
+                    ratios.append(self.points[TrainingPhase.WARMUP][t][n].y / adv.y)
         self.warmup_ratio = float(np.median(ratios)) if ratios else None
 
     # ------------------------------------------------------------------------------------
@@ -425,7 +424,7 @@ class ScalingModel:
             total = ipe * (epochs or self.job.epochs)
             src = "samples_per_epoch / (nodes x ranks_per_node x local_batch)"
         w = min(int(warm), int(total))
-        return {"warmup": w, "adversarial": int(total) - w}, src
+        return {TrainingPhase.WARMUP.value: w, TrainingPhase.ADVERSARIAL.value: int(total) - w}, src
 
     def _phase_values(self, p, t, n):
         """(central, draws array, alternatives list, method) or raises Unpredictable."""
@@ -458,7 +457,7 @@ class ScalingModel:
         spi = {}
         draws_by_phase = {}
         methods = set()
-        for p in PHASES:
+        for p in TrainingPhase.values():
             if iters.get(p, 0) <= 0 and not (p in self.points and t in self.points[p]):
                 continue
             have = p in self.points and t in self.points[p]
@@ -466,16 +465,16 @@ class ScalingModel:
                 c, d, alts, how = self._phase_values(p, t, n)
                 methods.add(how)
             else:
-                other = "adversarial" if p == "warmup" else "warmup"
+                other = (TrainingPhase.ADVERSARIAL if p == TrainingPhase.WARMUP else TrainingPhase.WARMUP).value
                 if not (other in self.points and t in self.points[other]):
                     raise Unpredictable("no iteration of %s measured" % t)
                 c0, d0, a0, how = self._phase_values(other, t, n)
                 methods.add(how)
-                if p == "warmup" and self.warmup_ratio is not None:
+                if p == TrainingPhase.WARMUP and self.warmup_ratio is not None:
                     f = float(self.warmup_ratio)
                     notes.append("warm-up phase not probed on %s: %.3g x its adversarial time (median ratio "
                                  "of the types that were)" % (t, f))
-                elif p == "warmup":
+                elif p == TrainingPhase.WARMUP:
                     f = 1.0
                     notes.append("warm-up phase not probed on any type: its steps are priced at the "
                                  "adversarial time (an upper bound)")

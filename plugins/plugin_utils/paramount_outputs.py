@@ -16,6 +16,7 @@ from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common
     ParamountError,
     fmt_money,
     fmt_seconds,
+    phase_order,
     slug,
 )
 
@@ -300,7 +301,7 @@ def render_measured_vs_predicted(rows, title="Scaling model against the probes")
     ax = fig.add_subplot(111)
     rows = [r for r in rows if r.get("measured") and r.get("predicted")]
     if rows:
-        phases = sorted({r["phase"] for r in rows}, key=lambda p: (p != "warmup", p))
+        phases = sorted({r["phase"] for r in rows}, key=phase_order)
         for kind, (marker, label) in CROSS_CHECK_KINDS.items():
             for i, phase in enumerate(phases):
                 sel = [r for r in rows if r["kind"] == kind and r["phase"] == phase]

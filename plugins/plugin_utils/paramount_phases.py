@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: paramount.cluster contributors
 # Apache License 2.0 (see galaxy.yml)
-"""Wall time of every phase (play) of a playbook run: the logic of the paramount.cluster.phases callback.
+"""Wall time of every phase (play) of a playbook run: the logic of the paramount.cluster.phases callback, and
+the names of the run's phases.
 
 Plain Python (no Ansible), so it is unit-tested alone. A phase is a play; plays that run no task for any host
 (e.g. ended at once in check mode) still count, with their time.
@@ -11,6 +12,27 @@ from __future__ import annotations
 
 import json
 import time
+
+from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common import Vocabulary
+
+
+class RunPhase(Vocabulary):
+    """The phases of optimize.yml in the order they run, one collection playbook each (the callback's
+    documentation lists them; a unit test keeps both in step). The collect role files each phase's logs under
+    ``<results dir>/<phase>/`` (``paramount_collect_phase``): the probe's and the training's, which the cost
+    ledger reads."""
+
+    PROVISION = "provision"
+    SETUP = "setup"
+    PROBE = "probe"
+    COLLECT = "collect"
+    PLAN = "plan"
+    TRAIN = "train"
+    REPORT = "report"
+    TEARDOWN = "teardown"
+
+
+RUN_PHASES = RunPhase.values()
 
 
 class PhaseClock:

@@ -23,6 +23,7 @@ from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_catalo
     load_catalog,
 )
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common import (
+    OBJECTIVES,
     ParamountError,
     fmt_money,
     fmt_seconds,
@@ -82,8 +83,8 @@ def normalize_args(args):
         raise ParamountError("unsupported option(s): %s" % ", ".join(unknown))
     if not out["results_dir"]:
         raise ParamountError("option results_dir is required")
-    if out["objective"] not in ("cost", "time"):
-        raise ParamountError("option objective must be cost or time, got %r" % out["objective"])
+    if out["objective"] not in OBJECTIVES:
+        raise ParamountError("option objective must be %s, got %r" % (" or ".join(OBJECTIVES), out["objective"]))
     for name in ("deadline", "budget", "max_hourly_cost"):
         _positive(out, name)
     _positive(out, "setup_seconds", allow_zero=True)

@@ -24,18 +24,24 @@ CATALOG = HEAD + "\nlocal.small,1,1,0,3.6,test,1,60\nlocal.large,1,1,0,7.2,test,
 
 
 def _records(host, itype, rank=0):
+    """One node's records, each complete by log contract v1 (the ledger reads through the planner's validating
+    reader)."""
     common = {"schema": 1, "run_id": "r", "host": host, "rank": rank, "attempt": 0}
-    out = [{"event": "start", "time": 1001.0, "instance_type": itype},
+    out = [{"event": "start", "time": 1001.0, "instance_type": itype, "local_rank": 0, "world_size": 1, "nodes": 1,
+            "local_batch": 4, "samples_per_epoch": 24, "iterations_per_epoch": 6, "epochs": 2,
+            "warmup_iterations": 4, "workload": "w"},
            {"event": "init", "time": 1003.0, "seconds": 3.0}]
     t, step = 1003.0, 0
     for phase, seconds, count in (("warmup", 0.5, 4), ("adversarial", 1.0, 6)):
         for _i in range(count):
             t += seconds
+            epoch = 0 if step <= 5 else 1
             out.append({"event": "iteration", "time": t, "step": step, "phase": phase, "seconds": seconds,
-                        "epoch": 0 if step <= 5 else 1})
+                        "epoch": epoch, "iteration": step - 6 * epoch, "compute_seconds": seconds, "samples": 4})
             if step in (5, 9):
                 t += 0.4
-                out.append({"event": "epoch", "time": t, "epoch": 0 if step == 5 else 1, "eval_seconds": 0.4})
+                out.append({"event": "epoch", "time": t, "epoch": epoch, "eval_seconds": 0.4, "seconds": 6.0,
+                            "iterations": 6})
             step += 1
     out.append({"event": "end", "time": 1012.8, "seconds": 12.8, "status": "completed"})
     return [dict(common, **r) for r in out]
@@ -165,3 +171,14 @@ def test_without_a_chosen_configuration_only_the_phases_are_listed(tmp_path):
     ledger, _rest = _run(results, catalog)
     assert "train" not in ledger["comparison"] and "train_time_ratio" not in ledger
     assert ledger["phases"][0]["nodes"] == 1
+
+
+def test_the_logs_are_read_by_the_planners_reader_torn_and_foreign_lines_cost_nothing(tmp_path):
+    results, catalog = _results(tmp_path, _chosen())
+    log = results / "train" / "n1.log"
+    foreign = {"host": "n9", "time": 1.0, "event": "start", "instance_type": "local.large"}  # no contract keys
+    log.write_text(log.read_text() + json.dumps(foreign) + "\n" + '{"schema": 1, "event": "iter')
+    ledger, _rest = _run(results, catalog)
+    phase = ledger["phases"][0]
+    assert phase["nodes"] == 1 and phase["types"] == ["local.small"]
+    assert ledger["comparison"]["train"]["measured_seconds"] == pytest.approx(11.4)

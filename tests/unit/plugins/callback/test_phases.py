@@ -6,6 +6,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
+
+from ansible_collections.paramount.cluster.plugins.callback import phases as callback
+from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_phases import RUN_PHASES
 
 REPO = Path(__file__).resolve().parents[4]
 
@@ -79,3 +83,13 @@ def test_the_output_file_may_start_with_the_home_folder(tmp_path):
     assert "WARNING" not in proc.stdout + proc.stderr
     assert [p["phase"] for p in json.loads((home / "results" / "phases.json").read_text())["phases"]] == [
         "First phase", "Second phase"]
+
+
+def test_the_documented_phases_are_optimize_yml_s_playbooks_in_order():
+    """RunPhase names the phases once: optimize.yml imports one collection playbook per phase, in that order, and
+    the callback's documentation lists the same."""
+    plays = yaml.safe_load((REPO / "optimize.yml").read_text())
+    imported = [play["ansible.builtin.import_playbook"].rsplit(".", 1)[-1] for play in plays
+                if "ansible.builtin.import_playbook" in play]
+    assert list(dict.fromkeys(imported)) == list(RUN_PHASES)
+    assert "(%s)" % ", ".join(RUN_PHASES) in " ".join(yaml.safe_load(callback.DOCUMENTATION)["description"])

@@ -184,11 +184,14 @@ def test_scripts_run_by_path_use_the_loader_without_the_collection_on_sys_path(t
     (results / "plan").mkdir(parents=True)
     (results / "probe").mkdir()
     (results / "plan" / "plan.json").write_text(json.dumps({"chosen": None, "search_cost": 0.0}))
-    recs = [{"host": "n1", "time": 10.0, "event": "start", "instance_type": "sim.medium"},
-            {"host": "n1", "time": 70.0, "event": "end", "status": "completed"},
-            {"host": "n2", "time": 10.0, "event": "start", "instance_type": "sim.small"},
-            {"host": "n2", "time": 46.0, "event": "end", "status": "completed"}]
-    (results / "probe" / "n.log").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    start = {"local_rank": 0, "world_size": 2, "nodes": 2, "local_batch": 1, "samples_per_epoch": 2,
+             "iterations_per_epoch": 1, "epochs": 1, "warmup_iterations": 0, "workload": "w"}
+    recs = [dict(start, host="n1", rank=0, time=10.0, event="start", instance_type="sim.medium"),
+            {"host": "n1", "rank": 0, "time": 70.0, "event": "end", "status": "completed", "seconds": 60.0},
+            dict(start, host="n2", rank=1, time=10.0, event="start", instance_type="sim.small"),
+            {"host": "n2", "rank": 1, "time": 46.0, "event": "end", "status": "completed", "seconds": 36.0}]
+    (results / "probe" / "n.log").write_text("".join(json.dumps(dict(r, schema=1, run_id="r", attempt=0)) + "\n"
+                                                     for r in recs))
     run = subprocess.run([sys.executable, str(REPO / "playbooks" / "files" / "paramount_ledger.py"), str(results),
                           cat], cwd=str(tmp_path), env=env, capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stderr

@@ -206,6 +206,16 @@ def test_billing_rule_rounds_the_whole_life_and_applies_the_minimum_once():
     assert dec.cluster_cost(3, 3.6, 20.0, 10.0, rule, [100.0]) == pytest.approx(3.6 * 150 / 3600)
 
 
+def test_a_plans_billing_record_gives_back_its_rule_and_money_is_one_conversion():
+    """The ledger and the timeline bill a plan's chosen cluster by the rule plan.json states (``from_dict``) and
+    turn node-seconds into money the plan's way (``cost_of``)."""
+    rule = dec.BillingRule(10.0, 120.0)
+    assert dec.BillingRule.from_dict(dec.cluster_bill(2, 30.0, 0.0, rule)) == rule
+    assert dec.BillingRule.from_dict({"billed_node_seconds": 60.0}) is None
+    assert dec.cost_of(3.6, 100.0) == pytest.approx(0.1)
+    assert dec.cluster_cost(2, 3.6, 30.0, 0.0, rule) == dec.cost_of(3.6, 240.0)
+
+
 def test_short_jobs_are_billed_by_the_catalog_rule():
     """Below the minimum, cost no longer depends on speed; billed pro rata, a faster type that is cheaper per
     unit of work wins although its hourly price is higher."""

@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_loggen as lg
 from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_logs as pl
-from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common import ParamountError
+from ansible_collections.paramount.cluster.plugins.plugin_utils.measurement import records
+from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common import TRAINING_PHASES, ParamountError
 
 from .optimize_testlib import load_schema, probe, write_lines
 
@@ -42,6 +43,43 @@ def test_generator_layout_one_log_per_node_with_all_local_ranks(tmp_path):
     assert (tmp_path / "a.out").exists()
     ranks = {json.loads(line)["rank"] for line in (tmp_path / "b.log").read_text().splitlines()}
     assert ranks == {2, 3}
+
+
+def test_the_reader_checks_what_the_shipped_schema_requires():
+    """The required keys of every event come from the shipped schema: leaving out any one of them is named."""
+    contract = records.log_contract()
+    assert set(contract.events) == set(SCHEMA["properties"]["event"]["enum"])
+    recs = _records(hosts=(("a", "sim.small"),))["a"]
+    for event in contract.events:
+        rec = next((r for r in recs if r["event"] == event), None)
+        if rec is None:  # the generator writes no epoch record
+            continue
+        branch = next(b for b in SCHEMA["allOf"] if b["if"]["properties"]["event"]["const"] == event)
+        for key in set(SCHEMA["required"]) - {"event", "schema"} | set(branch["then"]["required"]):
+            reason = pl.validate_record({k: v for k, v in rec.items() if k != key})
+            assert reason == "%s record: missing key %r" % (event, key)
+
+
+def test_the_training_phases_are_the_schemas():
+    iteration = next(b for b in SCHEMA["allOf"] if b["if"]["properties"]["event"]["const"] == "iteration")
+    assert list(TRAINING_PHASES) == iteration["then"]["properties"]["phase"]["enum"] == list(pl.PHASES)
+
+
+def test_a_schema_the_reader_cannot_check_is_refused_not_half_checked(tmp_path, monkeypatch):
+    changed = json.loads(json.dumps(SCHEMA))
+    changed["properties"]["host"]["pattern"] = "^[a-z]+$"
+    path = tmp_path / "schema.json"
+    path.write_text(json.dumps(changed))
+    monkeypatch.setattr(records, "LOG_SCHEMA_PATH", str(path))
+    records.log_contract.cache_clear()
+    try:
+        with pytest.raises(ParamountError, match="'host' uses pattern"):
+            records.log_contract()
+        monkeypatch.setattr(records, "LOG_SCHEMA_PATH", str(tmp_path / "missing.json"))
+        with pytest.raises(ParamountError, match="cannot be read"):
+            records.log_contract()
+    finally:
+        records.log_contract.cache_clear()
 
 
 json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6),
