@@ -12,9 +12,9 @@ from ansible.module_utils.parsing.convert_bool import boolean
 
 INSTALL_MODES = ("existing", "venv", "container")
 MODES = ("probe", "train")
-# torchrun's own rendezvous and restart flags stay fixed: every node polls its workers once a second
+# seconds between torchrun's checks of its workers: a rank that failed or stopped is noticed within a second
 MONITOR_INTERVAL = "1"
-# each rank is one process per CPU core share; more threads would fight over an emulated type's quota
+# one OpenMP thread per rank: more would compete with gloo and the other ranks for the node's CPU (share)
 OMP_NUM_THREADS = "1"
 
 
@@ -43,6 +43,7 @@ class _Settings:
         return "" if value is None else str(value)
 
     def number(self, name, convert):
+        """The variable as a number (int or float); CLAP passes every extra variable as a string."""
         text = self.text(name)
         try:
             return convert(text)
@@ -53,6 +54,7 @@ class _Settings:
                 raise AnsibleFilterError("job_command: %s must be a number, got %r" % (name, text)) from None
 
     def flag(self, name):
+        """The variable as an Ansible boolean (yes/no, true/false, 1/0: "false" is false); anything else is an error."""
         try:
             return boolean(self.text(name), strict=True)
         except TypeError as exc:
