@@ -53,6 +53,11 @@ class _Settings:
             except ValueError:
                 raise AnsibleFilterError("job_command: %s must be a number, got %r" % (name, text)) from None
 
+    def number_text(self, name, convert=int):
+        """The variable as the command line has it, once it is known to be a number."""
+        self.number(name, convert)
+        return self.text(name)
+
     def flag(self, name):
         """The variable as an Ansible boolean (yes/no, true/false, 1/0: "false" is false); anything else is an error."""
         try:
@@ -98,7 +103,7 @@ def _launcher(job, container):
     argv = [job.text("paramount_trainer_python"), root + "/paramount_launch.py", "--pidfile", root + "/trainer.pid",
             "--max-seconds", str(job.number("paramount_node_timeout", int)),
             # container: SIGSTOP would stop only the docker client; a share below 1 becomes docker run --cpus
-            "--cpu-share", "1.0" if container else job.text("paramount_cpu_share")]
+            "--cpu-share", "1.0" if container else job.number_text("paramount_cpu_share", float)]
     if container:  # the launcher removes the container by name on the way out
         argv += ["--container-name", job.text("paramount_container_name"),
                  "--docker-host", job.text("paramount_trainer_docker_host"),
@@ -133,19 +138,21 @@ def _torchrun_options(job, elastic):
     """torchrun's options (after ``python -m torch.distributed.run``, or the image's ``torchrun``)."""
     if elastic:
         # the store runs apart (every agent a client), and a re-formation waits only briefly for latecomers
-        nnodes = "%s:%s" % (job.text("paramount_elastic_min_nodes"), job.text("paramount_elastic_max_nodes"))
+        nnodes = "%s:%s" % (job.number_text("paramount_elastic_min_nodes"),
+                            job.number_text("paramount_elastic_max_nodes"))
         endpoint = job.text("paramount_rdzv_store_address")
         rdzv_conf = "is_host=false,join_timeout=%s,last_call_timeout=%s" % (
-            job.text("paramount_elastic_join_timeout"), job.text("paramount_elastic_last_call"))
-        max_restarts = job.text("paramount_elastic_max_restarts")
+            job.number_text("paramount_elastic_join_timeout"), job.number_text("paramount_elastic_last_call"))
+        max_restarts = job.number_text("paramount_elastic_max_restarts")
     else:
         reachable = job.strings("paramount_reachable_nodes")
         nnodes = str(len(reachable))
-        endpoint = "%s:%s" % (job.text("paramount_rdzv_address"), job.text("paramount_rdzv_port"))
+        endpoint = "%s:%s" % (job.text("paramount_rdzv_address"), job.number_text("paramount_rdzv_port"))
         is_host = job.text("inventory_hostname") == job.text("paramount_rdzv_host")
-        rdzv_conf = "is_host=%s,join_timeout=%s" % ("true" if is_host else "false", job.text("paramount_dist_timeout"))
+        rdzv_conf = "is_host=%s,join_timeout=%s" % ("true" if is_host else "false",
+                                                    job.number_text("paramount_dist_timeout"))
         max_restarts = "0"
-    return ["--nnodes", nnodes, "--nproc-per-node", job.text("paramount_nproc_per_node"),
+    return ["--nnodes", nnodes, "--nproc-per-node", job.number_text("paramount_nproc_per_node"),
             "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--rdzv-id", job.text("paramount_trainer_run_id"),
             "--rdzv-conf", rdzv_conf, "--local-addr", job.optional_text("paramount_private_address"),
             "--max-restarts", max_restarts, "--monitor-interval", MONITOR_INTERVAL]
@@ -158,10 +165,10 @@ def _trainer(job, elastic):
             "--data", job.text("paramount_dataset_dir"), "--output-dir", root + "/output",
             "--log-dir", root + "/logs", "--checkpoint-dir", root + "/checkpoints",
             "--node-name", job.text("paramount_node_name"), "--instance-type", job.text("instance_type", "unknown"),
-            "--run-id", job.text("paramount_trainer_run_id"), "--dist-timeout", job.text("paramount_dist_timeout")]
+            "--run-id", job.text("paramount_trainer_run_id"), "--dist-timeout", job.number_text("paramount_dist_timeout")]
     if job.choice("paramount_mode", MODES) == "probe":
         argv += ["--probe-phases", job.text("paramount_probe_phases"),
-                 "--probe-window", job.text("paramount_probe_window_seconds")]
+                 "--probe-window", job.number_text("paramount_probe_window_seconds", float)]
     elif job.number("paramount_train_epochs", int) > 0:  # 0: the preset's epochs
         argv += ["--epochs", job.text("paramount_train_epochs")]
     if elastic:

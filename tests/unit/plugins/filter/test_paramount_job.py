@@ -95,7 +95,7 @@ def test_optional_environment_only_when_set():
 
 
 def test_elastic_uses_the_store_apart_from_the_nodes_and_needs_no_rendezvous_node():
-    out = job(**ELASTIC, paramount_mode="train", inventory_hostname=..., paramount_reachable_nodes=...,
+    out = job(**ELASTIC, paramount_mode="train", paramount_train_epochs=0, inventory_hostname=..., paramount_reachable_nodes=...,
               paramount_rdzv_host=..., paramount_rdzv_address=..., paramount_rdzv_port=...)
     argv = out["argv"]
     assert (after(argv, "--nnodes"), after(argv, "--rdzv-endpoint"), after(argv, "--max-restarts")) == (
@@ -107,7 +107,7 @@ def test_elastic_uses_the_store_apart_from_the_nodes_and_needs_no_rendezvous_nod
 @pytest.mark.parametrize("value, elastic", [(True, True), ("yes", True), ("true", True), (False, False),
                                             ("false", False), ("0", False)])
 def test_elastic_is_read_as_ansible_reads_a_boolean(value, elastic):
-    argv = job(**ELASTIC, paramount_elastic=value)["argv"]
+    argv = job(**{**ELASTIC, "paramount_elastic": value})["argv"]
     assert ("--elastic" in argv) is elastic
 
 
@@ -178,6 +178,8 @@ def test_a_setting_the_mode_uses_is_required_in_that_mode(name, changes):
     ("paramount_node_timeout", "soon", "paramount_node_timeout must be a number, got 'soon'"),
     ("paramount_cpu_share", "half", "paramount_cpu_share must be a number, got 'half'"),
     ("paramount_checkpoint_interval", "", "paramount_checkpoint_interval must be a number, got ''"),
+    ("paramount_rdzv_port", "29400/tcp", "paramount_rdzv_port must be a number, got '29400/tcp'"),
+    ("paramount_probe_window_seconds", "4s", "paramount_probe_window_seconds must be a number, got '4s'"),
     ("paramount_trainer_install", "podman", "paramount_trainer_install must be one of existing, venv, container"),
     ("paramount_mode", "sweep", "paramount_mode must be one of probe, train, got 'sweep'"),
     ("paramount_elastic", "maybe", "paramount_elastic must be a boolean"),
