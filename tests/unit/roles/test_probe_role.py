@@ -1,5 +1,10 @@
 """Role paramount.cluster.probe: defaults, argument specs and README agree; the command the role starts on a node,
-rendered by Ansible's templar from the role's own task: natively as before, in a container the same torchrun."""
+rendered by Ansible's templar from the role's own task (which builds it with the filter paramount.cluster.job_command):
+natively as before, in a container the same torchrun, and for every case of probe_job_commands.json the command the
+role's Jinja built before the filter did."""
+import contextlib
+import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -7,11 +12,14 @@ import yaml
 
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar
+from ansible.utils.collection_loader._collection_finder import _AnsibleCollectionFinder
 
 from ..templating import trusted
 
 REPO = Path(__file__).resolve().parents[3]
 ROLE = REPO / "roles" / "probe"
+COLLECTIONS_ROOT = REPO / ".build" / "collections"  # tests/conftest.py links the repository there
+CAPTURED = json.loads((Path(__file__).parent / "probe_job_commands.json").read_text(encoding="utf-8"))
 
 # what the play knows when the task runs (facts of the earlier tasks, inventory variables)
 NODE = {
@@ -51,12 +59,39 @@ def _task(name_start):
     return found[0]
 
 
+def _collection_modules():
+    return {name: module for name, module in sys.modules.items()
+            if name == "ansible_collections" or name.startswith("ansible_collections.")}
+
+
+@contextlib.contextmanager
+def _collection_loader():
+    """Ansible's collection loader, as ansible-playbook installs it, so the templar finds paramount.cluster's
+    filters by their FQCN. It only loads collections it imports itself: the modules other tests imported through
+    sys.path step aside meanwhile and come back after."""
+    imported = _collection_modules()
+    for name in imported:
+        del sys.modules[name]
+    _AnsibleCollectionFinder(paths=[str(COLLECTIONS_ROOT)], scan_sys_paths=False)._install()
+    try:
+        yield
+    finally:
+        _AnsibleCollectionFinder._remove()
+        for name in _collection_modules():
+            del sys.modules[name]
+        sys.modules.update(imported)
+
+
 def _start(**overrides):
-    """(argv, environment) of the task that starts the trainer, with the role's defaults and these variables."""
+    """(argv, environment) of the task that starts the trainer, with the role's defaults and these variables
+    (None: not defined)."""
     task = _task("Start the trainer")
     variables = {**_defaults(), **task["vars"], **NODE, **overrides}
-    templar = Templar(loader=DataLoader(), variables=trusted(variables))
-    return templar.template(trusted(task["ansible.builtin.command"]["argv"])), templar.template(trusted(task["environment"]))
+    variables = {name: value for name, value in variables.items() if value is not None}
+    with _collection_loader():
+        templar = Templar(loader=DataLoader(), variables=trusted(variables))
+        argv = templar.template(trusted(task["ansible.builtin.command"]["argv"]))
+        return argv, templar.template(trusted(task["environment"]))
 
 
 def _container(**overrides):
@@ -75,6 +110,28 @@ def test_natively_the_command_is_torchrun_of_the_nodes_python():
     assert env == {"PARAMOUNT_INSTANCE_TYPE": "sim.large", "PARAMOUNT_RUN_ID": "default-probe", "OMP_NUM_THREADS": "1"}
     for mode in ("existing", "venv"):
         assert _start(paramount_trainer_install=mode)[0] == NATIVE
+
+
+@pytest.mark.parametrize("case", sorted(CAPTURED["cases"]))
+def test_the_command_is_the_one_the_roles_jinja_built(case):
+    """local, sim, aws and clap variables; existing, venv and container; probe and train; elastic or not."""
+    assert CAPTURED["node"] == NODE
+    captured = CAPTURED["cases"][case]
+    argv, env = _start(**captured["vars"])
+    assert (argv, env) == (captured["argv"], captured["environment"])
+
+
+def test_the_task_builds_the_command_with_the_filter_from_the_roles_variables():
+    task = _task("Start the trainer")
+    assert task["vars"]["_job"] == "{{ _job_settings | paramount.cluster.job_command }}"
+    passed = set(task["vars"]["_job_settings"])
+    facts = {"inventory_hostname", "instance_type", "paramount_private_address", "paramount_node_name",
+             "paramount_reachable_nodes", "paramount_rdzv_host", "paramount_rdzv_address",
+             "paramount_container_name", "paramount_container_cgroup"}  # of the node and the earlier tasks
+    assert passed - set(_defaults()) == facts
+    not_passed = set(_defaults()) - passed
+    assert not_passed == {"paramount_group", "paramount_run", "paramount_connect_timeout", "paramount_poll_seconds",
+                          "paramount_train_detach", "paramount_container_cgroup_parent"}  # used by other tasks
 
 
 def test_natively_a_cpu_share_throttles_through_the_launcher():
