@@ -19,6 +19,7 @@ B. Whole runs of the four configurations above, ``--rounds`` times interleaved, 
 Prints a table and, last, one JSON line. No pass/fail: figures only.
 """
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -145,21 +146,22 @@ def ab_loop(args):
     import torch
     import torch.distributed as dist
 
-    from paramount_trainer import config as config_mod
+    from paramount_trainer.build import build_data, build_models, build_optimizers
     from paramount_trainer.cli import build_parser
+    from paramount_trainer.config import PRESETS, resolve_run
+    from paramount_trainer.distributed import Collectives, DistEnv
     from paramount_trainer.logs import RunLogger
     from paramount_trainer.timing import StepClock
-    from paramount_trainer.train import Collectives, DistEnv, Trainer
+    from paramount_trainer.trainer import Trainer
 
     workdir = tempfile.TemporaryDirectory(prefix="trainer-bench-ab-")
     out = workdir.name
     argv = ["train", "--preset", args.preset, "--data", args.data, "--output-dir", out, "--node-name", "ab",
             "--quiet", "--sample-interval", "0", "--no-checkpoint", "--holdout", "0", "--epochs", "100000",
-            "--print-interval", "100000000"]
+            "--print-interval", "100000000", "--instance-type", "bench"]
     if args.batch_size:
         argv += ["--batch-size", str(args.batch_size)]
     targs = build_parser().parse_args(argv)
-    targs.instance_type = "bench"
     torch.set_num_threads(1)
     env = DistEnv.from_environ()
     if env.distributed:
@@ -175,12 +177,17 @@ def ab_loop(args):
             last_iteration[0] = rec
         return rec
     log.record = keep_last
-    cfg = config_mod.resolve(targs)
-    trainer = Trainer(targs, cfg, env, coll, log, torch.device("cpu"), time.time())
-    trainer.setup()
-    p = dict(config_mod.PRESETS[args.preset])
-    plain = PlainStep(trainer.G, trainer.D, trainer.vgg, trainer.opt_g, trainer.opt_d, p)
-    plain_batches = _cycle(torch.utils.data.DataLoader(trainer.train_set, batch_size=cfg.batch_size,
+    config = resolve_run(targs)
+    device = torch.device("cpu")
+    data = build_data(config, env, device)
+    models = build_models(config, env, coll, device)
+    optimizers = build_optimizers(config, models)
+    trainer = Trainer(models, data, optimizers, config, env=env, coll=coll, logger=log, device=device,
+                      t_process=time.time())
+    p = dict(PRESETS[args.preset])
+    plain = PlainStep(models.generator, models.discriminator, models.vgg, optimizers.generator,
+                      optimizers.discriminator, p)
+    plain_batches = _cycle(torch.utils.data.DataLoader(data.train_set, batch_size=config.training.batch_size,
                                                        shuffle=True, num_workers=0))
     result = {"plain": {}, "trainer": {}}
     for phase, steps in (("warmup", args.warmup_steps), ("adversarial", args.adversarial_steps)):
@@ -191,8 +198,8 @@ def ab_loop(args):
             batch = next(plain_batches)
             plain(batch["lr"], batch["hr"], phase)
             t_plain = time.perf_counter() - t0
-            trainer.max_iterations = trainer.iterations_done + 1
-            trainer.run()
+            trainer.config = dataclasses.replace(trainer.config, max_iterations=trainer.iterations_done + 1)
+            trainer.train()
             rec = last_iteration[0]
             if i >= 2:  # the first steps of a phase warm caches/allocators
                 per["plain"].append(t_plain)

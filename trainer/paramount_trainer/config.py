@@ -8,8 +8,12 @@ Every value can be overridden on the command line; an option left unset takes th
 import dataclasses
 import hashlib
 import json
+import os
 
 from .errors import ConfigError
+
+#: The training phases: pixel-loss-only warm-up steps of G, then adversarial steps of G and D.
+WARMUP, ADVERSARIAL = "warmup", "adversarial"
 
 #: Keys every preset defines (all are command-line options of ``train``).
 PRESET_KEYS = (
@@ -153,3 +157,79 @@ def _validate(cfg):
         raise ConfigError(f"--lr must be positive, got {cfg.lr}")
     if cfg.channels != 3 and cfg.vgg_layers:
         raise ConfigError("--channels other than 3 is not supported: the VGG19 content loss needs RGB")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything the :class:`~paramount_trainer.trainer.Trainer` and the objects built for it read: the
+    hyperparameters (``training``) and this run's options, resolved once from the ``train`` command line."""
+    training: TrainConfig
+    data: str
+    holdout: object            # int, or None for the default split
+    seed: int
+    output_dir: str
+    instance_type: str
+    checkpoint_dir: str
+    checkpointing: bool        # a forced-phase probe is not real progress: it neither reads nor writes them
+    keep_checkpoints: int
+    resume: str                # auto, never or a path
+    probe_phases: object       # the --probe-phases text as given (logged), or None
+    probe_plan: tuple          # ((phase, steps), ...) of --probe-phases; empty without
+    max_iterations: int        # steps of this process before it stops (0: no limit); a probe plan's total
+    window_seconds: float      # the compute-only window after each probe phase's first step (0: none)
+    print_interval: int
+    elastic: bool
+    debug_slow: object         # (rank, seconds) or None: tests only
+
+
+def resolve_run(args):
+    """Resolve a parsed ``train`` namespace into a :class:`RunConfig` (hyperparameters via :func:`resolve`)."""
+    training = resolve(args)
+    probe_plan = tuple(parse_probe_phases(args.probe_phases)) if args.probe_phases else ()
+    max_iterations = args.max_iterations
+    if probe_plan:
+        total = sum(n for _phase, n in probe_plan)
+        max_iterations = min(total, max_iterations) if max_iterations else total
+    return RunConfig(
+        training=training, data=args.data, holdout=args.holdout, seed=args.seed, output_dir=args.output_dir,
+        instance_type=args.instance_type or os.environ.get("PARAMOUNT_INSTANCE_TYPE") or "unknown",
+        checkpoint_dir=args.checkpoint_dir or os.path.join(args.output_dir, "checkpoints"),
+        checkpointing=not args.no_checkpoint and not probe_plan, keep_checkpoints=args.keep_checkpoints,
+        resume=args.resume, probe_phases=args.probe_phases, probe_plan=probe_plan, max_iterations=max_iterations,
+        window_seconds=getattr(args, "probe_window", 0.0) if probe_plan else 0.0,
+        print_interval=args.print_interval, elastic=args.elastic, debug_slow=parse_debug_slow(args.debug_slow_rank),
+    )
+
+
+def parse_probe_phases(text):
+    """``"warmup:3,adversarial:10"`` -> [("warmup", 3), ("adversarial", 10)]."""
+    plan = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        name, _sep, count = part.partition(":")
+        name = name.strip()
+        if name not in (WARMUP, ADVERSARIAL):
+            raise ConfigError(f"--probe-phases: unknown phase {name!r} (use warmup and adversarial)")
+        try:
+            n = int(count)
+        except ValueError:
+            raise ConfigError(f"--probe-phases: {part!r} is not PHASE:COUNT") from None
+        if n < 0:
+            raise ConfigError(f"--probe-phases: negative count in {part!r}")
+        plan.append((name, n))
+    if sum(n for _phase, n in plan) < 1:
+        raise ConfigError(f"--probe-phases {text!r} runs no step")
+    return plan
+
+
+def parse_debug_slow(text):
+    """``--debug-slow-rank RANK:SECONDS`` (tests only) -> (rank, seconds), or None."""
+    if not text:
+        return None
+    rank, _sep, seconds = str(text).partition(":")
+    try:
+        return int(rank), float(seconds)
+    except ValueError:
+        raise ConfigError(f"--debug-slow-rank must be RANK:SECONDS, got {text!r}") from None

@@ -24,8 +24,8 @@ def synchronize(device):
         torch.cuda.synchronize(device)
 
 
-# A probe's compute-only window (Trainer.compute_window): its rate is the mean of its steps after the first (the
-# first starts the data iterator). It runs at least WINDOW_MIN_STEPS steps and the requested seconds, then goes on
+# A probe's compute-only window (trainer.Trainer._run_compute_window): its rate is the mean of its steps after the
+# first (the first starts the data iterator). It runs at least WINDOW_MIN_STEPS steps and the requested seconds, then goes on
 # until that mean's 95% confidence interval is within WINDOW_RELATIVE_HALF_WIDTH of it, for at most
 # WINDOW_MAX_FACTOR times the requested seconds, and never more than WINDOW_MAX_STEPS steps.
 WINDOW_MIN_STEPS, WINDOW_MAX_STEPS = 4, 200

@@ -2,9 +2,8 @@
 import pytest
 
 from paramount_trainer.cli import build_parser
-from paramount_trainer.config import PRESETS, resolve
+from paramount_trainer.config import PRESETS, parse_debug_slow, parse_probe_phases, resolve
 from paramount_trainer.errors import ConfigError
-from paramount_trainer.train import parse_debug_slow, parse_probe_phases
 
 
 def _args(*argv):
@@ -81,7 +80,7 @@ def test_help_lists_the_contract_options(capsys):
 
 
 def test_dist_env_from_torchrun_variables():
-    from paramount_trainer.train import DistEnv
+    from paramount_trainer.distributed import DistEnv
 
     assert not DistEnv.from_environ({}).distributed
     env = DistEnv.from_environ({"RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2",
@@ -96,8 +95,48 @@ def test_ddp_buffer_sync_option_is_feature_detected():
 
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    from paramount_trainer.train import ddp_kwargs
+    from paramount_trainer.distributed import ddp_kwargs
 
     kwargs = ddp_kwargs()
     assert list(kwargs.values()) == [False]
     assert next(iter(kwargs)) in inspect.signature(DDP.__init__).parameters
+
+
+def test_the_run_config_resolves_every_option_the_trainer_reads(monkeypatch):
+    from paramount_trainer.config import RunConfig, resolve_run
+
+    monkeypatch.setenv("PARAMOUNT_INSTANCE_TYPE", "m5.large")
+    config = resolve_run(_args("--preset", "tiny", "--data", "d", "--output-dir", "out", "--keep-checkpoints", "3"))
+    assert isinstance(config, RunConfig) and config.training == resolve(_args("--preset", "tiny"))
+    assert (config.data, config.output_dir, config.instance_type) == ("d", "out", "m5.large")
+    assert config.checkpoint_dir == "out/checkpoints" and config.checkpointing and config.keep_checkpoints == 3
+    assert (config.probe_plan, config.max_iterations, config.window_seconds) == ((), 0, 0.0)
+    assert resolve_run(_args("--instance-type", "c5.xlarge", "--no-checkpoint")).instance_type == "c5.xlarge"
+    assert not resolve_run(_args("--no-checkpoint")).checkpointing
+
+
+def test_a_probe_plan_bounds_the_iterations_and_never_checkpoints():
+    from paramount_trainer.config import resolve_run
+
+    probe = resolve_run(_args("--probe-phases", "warmup:3,adversarial:10", "--probe-window", "2"))
+    assert probe.probe_plan == (("warmup", 3), ("adversarial", 10)) and probe.probe_phases == "warmup:3,adversarial:10"
+    assert (probe.max_iterations, probe.window_seconds, probe.checkpointing) == (13, 2.0, False)
+    assert resolve_run(_args("--probe-phases", "warmup:3,adversarial:10", "--max-iterations", "5")).max_iterations == 5
+    assert resolve_run(_args("--max-iterations", "5", "--probe-window", "2")).window_seconds == 0.0
+    with pytest.raises(ConfigError, match="--probe-phases"):
+        resolve_run(_args("--probe-phases", "fancy:3"))
+
+
+@pytest.mark.parametrize("argv,status,code", [
+    (("--elastic",), "stopped", 3),             # an elastic worker stopped before the job was done
+    (("--elastic",), "completed", 0),
+    ((), "stopped", 0),                          # without --elastic a stop ends the job
+    (("--elastic", "--max-iterations", "4"), "stopped", 0),          # a probe's stop is its end
+    (("--elastic", "--probe-phases", "warmup:1"), "stopped", 0),
+])
+def test_only_an_unfinished_elastic_stop_exits_3(argv, status, code):
+    from paramount_trainer.config import resolve_run
+    from paramount_trainer.distributed import EXIT_UNFINISHED, elastic_exit_code
+
+    assert EXIT_UNFINISHED == 3
+    assert elastic_exit_code(resolve_run(_args(*argv)), status) == code

@@ -2,12 +2,13 @@
 `eval_seconds` covers the device's work and not only its queueing. No GPU here: a fake CUDA device whose
 `torch.cuda.synchronize` is recorded and takes the time the queued work would."""
 import time
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from paramount_trainer import timing
-from paramount_trainer import train as train_mod
+from paramount_trainer import trainer as trainer_mod
 
 GPU_TAIL = 0.2  # seconds of device work still queued when the PSNR pass returns (the CPU ran ahead)
 
@@ -24,9 +25,9 @@ class _Log:
 
 
 def _trainer(device, calls):
-    trainer = train_mod.Trainer.__new__(train_mod.Trainer)  # only what finish_epoch uses
+    trainer = trainer_mod.Trainer.__new__(trainer_mod.Trainer)  # only what _finish_epoch uses
     trainer.device = device
-    trainer.probe_plan = None
+    trainer.config = SimpleNamespace(probe_plan=())
     trainer.epoch, trainer.step, trainer.samples_in_epoch = 0, 10, 40
     trainer.last_psnr = None
     trainer.log = _Log()
@@ -55,7 +56,7 @@ def _fake_cuda_synchronize(monkeypatch):
 
 def test_on_cuda_the_evaluation_is_timed_between_two_synchronizes(calls):
     trainer = _trainer(torch.device("cuda", 0), calls)
-    trainer.finish_epoch(time.perf_counter(), iterations=4)
+    trainer._finish_epoch(time.perf_counter(), iterations=4)
     assert calls == [("synchronize", "cuda:0"), "evaluate", ("synchronize", "cuda:0")]
     (kind, epoch), = trainer.log.records
     assert kind == "epoch" and epoch["psnr"] == 30.0 and epoch["psnr_bicubic"] == 25.0
@@ -66,7 +67,7 @@ def test_on_cuda_the_evaluation_is_timed_between_two_synchronizes(calls):
 
 def test_on_the_cpu_nothing_is_synchronized(calls):
     trainer = _trainer(torch.device("cpu"), calls)
-    trainer.finish_epoch(time.perf_counter(), iterations=4)
+    trainer._finish_epoch(time.perf_counter(), iterations=4)
     assert calls == ["evaluate"]
     assert trainer.log.records[0][1]["eval_seconds"] < GPU_TAIL
 
