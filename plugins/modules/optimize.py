@@ -175,10 +175,7 @@ notes:
   - The first iteration of every attempt and phase is always dropped as warm-up; a type with no probe cannot be
     predicted and is listed in C(excluded) with the reason.
   - A candidate above the catalog's C(node_limit) of its type (a cloud quota) is infeasible, with the reason.
-seealso:
-  - name: Optimizer documentation
-    description: docs/optimize.md in the collection (method, plan.json, inventory and CLAP formats, benchmark).
-    link: https://example.invalid/paramount/cluster/docs/optimize.md
+  - "Method, plan.json, inventory and CLAP formats, benchmarks: C(docs/optimize.md) in the collection."
 """
 
 EXAMPLES = r"""
