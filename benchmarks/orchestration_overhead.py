@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "plugins" / "plugin_utils"))
-# simcloud.py is a plain file of the collection (stdlib and boto3 only), imported by path.
+sys.path.insert(0, str(REPO))
+# the checkout's simulated cloud (simcloud/ at the repository root: stdlib and boto3 only)
 import simcloud  # noqa: E402  pylint: disable=wrong-import-position
 
 

@@ -49,7 +49,7 @@ def missing_clap():
 def runs_here():
     """True when the real-CLAP tests run on this machine (CLAP's source and what a simulated cloud needs): the
     double's tests of the same paths then skip (the double stays only for what the real CLAP cannot do here)."""
-    from ansible_collections.paramount.cluster.plugins.plugin_utils import simcloud  # pylint: disable=import-outside-toplevel
+    import simcloud  # pylint: disable=import-outside-toplevel
 
     return not missing_clap() and not simcloud.missing_requirements()
 
@@ -213,7 +213,7 @@ class RealClap:
         with open(configs / "logins.yaml", "a", encoding="utf-8") as out:
             out.write("\n# the simulated cloud (tests)\nparamount-sim-root:\n  user: root\n  keypair_name: %s\n"
                       "  keypair_public_file: sim-key.pub\n  keypair_private_file: sim-key.pem\n" % state["key_name"])
-        from ansible_collections.paramount.cluster.plugins.plugin_utils import simcloud  # pylint: disable=import-outside-toplevel
+        import simcloud  # pylint: disable=import-outside-toplevel
         with open(configs / "instances.yaml", "a", encoding="utf-8") as out:
             out.write("\n# the simulated cloud's types (tests); security_group: a name (CLAP's `ec2` group:)\n")
             for sim_type in sorted(simcloud.SIM_TYPES):

@@ -15,7 +15,7 @@ from ansible.parsing.dataloader import DataLoader
 
 from ansible_collections.paramount.cluster.plugins.action.optimize import ActionModule
 from ansible_collections.paramount.cluster.plugins.modules import optimize as docs_module
-from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_loggen as lg
+from tests import loggen as lg
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_args import ARGUMENT_SPEC
 
 REPO = Path(__file__).resolve().parents[4]
