@@ -113,19 +113,6 @@ def collections_path(tmp_path):
     return link_collection(tmp_path / "collections")
 
 
-@pytest.fixture
-def ansible_env(collections_path, tmp_path):
-    """The environment of an ansible-playbook, ansible or molecule this test runs: tests.playbook_env.playbook_env
-    with this test's collections path and a local temp folder of its own; keyword arguments as it takes them."""
-    from tests.playbook_env import playbook_env  # pylint: disable=import-outside-toplevel
-
-    def env(**settings):
-        settings.setdefault("local_temp", tmp_path / "ansible-tmp")
-        return playbook_env(collections_path, **settings)
-
-    return env
-
-
 EMULATED_TYPE_DEFAULTS = ("paramount_local_cpu_shares", "paramount_sim_cpu_shares", "paramount_sim_instance_types")
 
 

@@ -32,13 +32,13 @@ def link_collection(root):
 
 
 def ansible_settings(collections_path=BUILD_COLLECTIONS, *, config=ANSIBLE_CFG, local_temp=None, workdir=None,
-                     run=None, backend=None, path=None, **more):
+                     run=None, backend=None, bin_dir=VENV_BIN, path=None, **more):
     """The recipe's variables alone (to lay over an environment, or to hand to ``SimCloud.run``).
 
-    ``config`` None leaves ANSIBLE_CONFIG out; ``path`` is the PATH after the venv's bin folder (default: this
-    process's PATH); ``more`` adds or overrides variables (a value None drops one)."""
+    ``config`` None leaves ANSIBLE_CONFIG out; PATH is ``bin_dir`` (the venv whose Ansible runs) then ``path``
+    (default: this process's PATH); ``more`` adds or overrides variables (a value None drops one)."""
     env = {
-        "PATH": os.pathsep.join([str(VENV_BIN), os.environ.get("PATH", "") if path is None else path]),
+        "PATH": os.pathsep.join([str(bin_dir), os.environ.get("PATH", "") if path is None else path]),
         "ANSIBLE_COLLECTIONS_PATH": str(collections_path),
         "ANSIBLE_FORCE_COLOR": "0",
         "ANSIBLE_NOCOLOR": "1",
