@@ -115,7 +115,7 @@ from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_plan i
 # compute capacity per vCPU by family, network factor (1 = t3-like), accelerator boost
 FAMILY = {"t2": (0.8, 1.5), "t3": (0.9, 1.0), "c5": (1.15, 0.7), "m5": (1.0, 0.7), "g4dn": (1.0, 0.5),
           "sim": (1.0, 1.0)}
-SIM_SPEED = {"sim.small": 0.15, "sim.medium": 0.30, "sim.large": 0.60}
+SIM_SPEED = {t: share for t, share in lg.SIM_SPEED.items() if t.startswith("sim.")}  # the catalog's sim types
 PHASES = (("warmup", 3), ("adversarial", 10))
 SETUP_SECONDS = 60.0
 
