@@ -9,8 +9,8 @@ DOCUMENTATION = r"""
 name: emulated_cpu_shares
 short_description: The emulated instance types of a backend and the CPU share of each, from the catalog
 description:
-  - Returns one dictionary, instance type to its share of one CPU in (0, 1], of the catalog rows of the emulated
-    types of O(backend) (local or sim): the rows named C(<backend>.*) with a C(cpu_share).
+  - Returns one dictionary, instance type to its share of one CPU in (0, 1], of the emulated types of O(backend)
+    (local or sim), which are the catalog rows named C(<backend>.*) with a C(cpu_share).
   - The catalog is where the emulated types are defined; the provision role's defaults, the simulated cloud's tool and
     the tests read them from there.
 author:
