@@ -35,7 +35,7 @@ def rendered_defaults(role, names, collections_path, tmp_path):
     expression = "{{ {%s} }}" % ", ".join("%s: %s" % (json.dumps(name), name) for name in names)
     argv = [ansible_command("ansible"), "localhost", "-c", "local", "-e", "@%s" % (REPO / "roles" / role / "defaults" / "main.yml"),
             "-m", "ansible.builtin.debug", "-a", json.dumps({"msg": expression})]
-    env = playbook_env(collections_path, local_temp=tmp_path / "ansible-tmp", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
+    env = playbook_env(collections_path, config=None, local_temp=tmp_path / "ansible-tmp", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
                        ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_LOCALHOST_WARNING="false",
                        ANSIBLE_INVENTORY_UNPARSED_WARNING="false", ANSIBLE_HOME=tmp_path / ".ansible")
     proc = subprocess.run(argv, cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120, check=False)
