@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from ansible_collections.paramount.cluster.plugins.filter import paramount_clap as f
-from tests.clap_double.harness import REPO, clapp, make_env, write_yaml
+from tests.clap_double.harness import clapp, make_env, write_yaml
 from tests.role_specs import role_defaults, role_options
 
 pytestmark = pytest.mark.timeout(300)

@@ -52,9 +52,9 @@ def test_shares_above_the_capacity_fail_naming_the_inventory_and_the_shares(chec
 
 def test_exactly_the_capacity_fits_and_sim_is_checked_alike(check):
     assert check({"a": "local.medium", "b": "local.medium", "c": "local.medium", "d": "local.medium",
-                   "e": "local.medium"}, 1.5)[1]  # 5 x 0.30 in floating point
+                  "e": "local.medium"}, 1.5)[1]  # 5 x 0.30 in floating point
     runs, passes, msg = check({"s1": "sim.large", "s2": "sim.large", "s3": "sim.small"}, "1.3", backend="sim",
-                               inventory="inventories/sim/probe-cluster.yml")
+                              inventory="inventories/sim/probe-cluster.yml")
     assert runs and not passes and "add up to 1.35 cores" in msg and "s3 (sim.small) 0.15" in msg
     assert "more than the 1.3 cores" in msg
     # a type without a share (a test's broken type) takes none of this machine
