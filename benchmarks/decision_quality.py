@@ -30,7 +30,7 @@ Families (``--families``, all by default; each has its own seeds):
 The truth bill is the benchmark's own rule (``true_bill``), not the optimizer's billing function.
 
 For every workload it writes the probe logs a real probe would leave (each candidate type at 1 and 2
-nodes, via paramount_loggen, trainer log contract v1), runs the optimizer (objective cost, then time) and
+nodes, via tests/loggen.py, trainer log contract v1), runs the optimizer (objective cost, then time) and
 compares its choice with the true optimum over every candidate (type, 1..8 nodes), where the truth is a
 simulated full run. Beside the optimizer, in the same run:
 
@@ -101,7 +101,9 @@ _import_collection(_collection_root(sys.argv))
 
 import numpy as np  # noqa: E402
 
-from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_loggen as lg  # noqa: E402
+sys.path.insert(0, str(REPO))  # this checkout's synthetic log writer (tests/loggen.py), whatever --collection measures
+from tests import loggen as lg  # noqa: E402
+
 from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_logs as pl  # noqa: E402
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_catalog import (  # noqa: E402
     default_catalog_path,
@@ -113,7 +115,7 @@ from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_plan i
 # compute capacity per vCPU by family, network factor (1 = t3-like), accelerator boost
 FAMILY = {"t2": (0.8, 1.5), "t3": (0.9, 1.0), "c5": (1.15, 0.7), "m5": (1.0, 0.7), "g4dn": (1.0, 0.5),
           "sim": (1.0, 1.0)}
-SIM_SPEED = {"sim.small": 0.15, "sim.medium": 0.30, "sim.large": 0.60}
+SIM_SPEED = {t: share for t, share in lg.SIM_SPEED.items() if t.startswith("sim.")}  # the catalog's sim types
 PHASES = (("warmup", 3), ("adversarial", 10))
 SETUP_SECONDS = 60.0
 

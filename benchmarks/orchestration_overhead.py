@@ -11,16 +11,16 @@ The cloud is torn down afterwards, whatever happens.
 """
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "plugins" / "plugin_utils"))
-# simcloud.py is a plain file of the collection (stdlib and boto3 only), imported by path.
+sys.path.insert(0, str(REPO))
+# the checkout's simulated cloud (simcloud/ at the repository root: stdlib and boto3 only)
 import simcloud  # noqa: E402  pylint: disable=wrong-import-position
+from tests.playbook_env import ansible_command, ansible_settings  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def trainer_seconds(folder):
@@ -58,12 +58,9 @@ def run_once(settings, workdir):
     cloud = simcloud.SimCloud(Path(workdir) / "cloud")
     try:
         cloud.up()
-        env = {"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-               "ANSIBLE_COLLECTIONS_PATH": str(REPO / ".build" / "collections"), "PARAMOUNT_WORKDIR": str(workdir),
-               "PARAMOUNT_RUN": "overhead", "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]}
-        env.update(settings)
+        env = ansible_settings(workdir=workdir, run="overhead", **{"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", **settings})
         started = time.monotonic()
-        proc = cloud.run([str(Path(sys.executable).parent / "ansible-playbook"), "optimize.yml", "-e", "paramount_backend=sim"],
+        proc = cloud.run([ansible_command("ansible-playbook"), "optimize.yml", "-e", "paramount_backend=sim"],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
         total = time.monotonic() - started
     finally:

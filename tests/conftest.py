@@ -23,7 +23,8 @@ def _link_collection():
             os.symlink(REPO, link)
         except FileExistsError:  # another xdist worker or process made it first
             pass
-    for path in (str(REPO / "trainer"), str(COLLECTIONS_ROOT)):
+    # the repository root: the checkout's tools (simcloud) and the tests' own helpers (tests.playbook_env, tests.loggen)
+    for path in (str(REPO), str(REPO / "trainer"), str(COLLECTIONS_ROOT)):
         if path not in sys.path:
             sys.path.insert(0, path)
 
@@ -52,7 +53,7 @@ _import_torch_dynamo_before_ansible()
 # --- Running the suite on two workers (scripts/run-tests: pytest -n 2 --dist loadgroup) -----------------------
 # Most of the suite's wall time is spent waiting on emulated nodes that may use only 15-60% of a CPU, so two
 # workers roughly halve it on a 2-core machine. Each worker has its own session fixtures (its own simulated cloud:
-# clouds never collide, see simcloud.py). Tests that share something outside their worker form one work unit,
+# clouds never collide, see simcloud/cloud.py). Tests that share something outside their worker form one work unit,
 # run in order on one worker:
 #   loopback: the local backend and the clap double start torchrun on this machine's 127.0.0.1:29400;
 #   engines:  the trainer image and the wheel folder are built once into .cache/trainer-image, and the scenarios
@@ -101,3 +102,26 @@ def pytest_xdist_make_scheduler(config, log):
             return xdist_group(nodeid)[1] or nodeid
 
     return GroupScheduling(config, log)
+
+
+# --- The ansible-playbook environment and the roles' specs (tests/playbook_env.py, tests/role_specs.py) -------------
+@pytest.fixture
+def collections_path(tmp_path):
+    """A temporary collections path holding only this collection (the bundled ones come from site-packages)."""
+    from tests.playbook_env import link_collection  # pylint: disable=import-outside-toplevel
+
+    return link_collection(tmp_path / "collections")
+
+
+EMULATED_TYPE_DEFAULTS = ("paramount_local_cpu_shares", "paramount_sim_cpu_shares", "paramount_sim_instance_types")
+
+
+@pytest.fixture(scope="session")
+def provision_defaults(tmp_path_factory):
+    """The provision role's defaults, its emulated types (EMULATED_TYPE_DEFAULTS) as Ansible renders them: the
+    catalog's, through the collection's lookup paramount.cluster.emulated_cpu_shares."""
+    from tests.playbook_env import BUILD_COLLECTIONS  # pylint: disable=import-outside-toplevel
+    from tests.role_specs import rendered_defaults, role_defaults  # pylint: disable=import-outside-toplevel
+
+    work = tmp_path_factory.mktemp("provision-defaults")
+    return {**role_defaults("provision"), **rendered_defaults("provision", EMULATED_TYPE_DEFAULTS, BUILD_COLLECTIONS, work)}

@@ -7,15 +7,13 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 from contextlib import closing
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.playbook_env import BUILD_COLLECTIONS as COLLECTIONS, REPO, playbook_env
+
 DOUBLE = REPO / "tests" / "clap_double" / "clapp"
 SETUP_CLAP = REPO / "scripts" / "setup-clap"
-VENV_BIN = Path(sys.executable).parent
-COLLECTIONS = REPO / ".build" / "collections"
 
 
 def make_env(tmp_path, nodes="local", install=True, fill=True, **extra):
@@ -26,23 +24,15 @@ def make_env(tmp_path, nodes="local", install=True, fill=True, **extra):
         d.mkdir(parents=True, exist_ok=True)
     if not (bindir / "clapp").exists():
         (bindir / "clapp").symlink_to(DOUBLE)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "CLAP_", "PARAMOUNT_"))}
-    env.update({
-        "HOME": str(home),
-        "CLAP_PATH": str(home / ".clap"),
-        "PATH": os.pathsep.join([str(VENV_BIN), str(bindir), os.environ.get("PATH", "")]),
-        "CLAP_DOUBLE_NODES": nodes,
-        "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS),
-        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
-        "ANSIBLE_REMOTE_TMP": str(tmp_path / "ansible-tmp"),
+    env = playbook_env(
+        COLLECTIONS, drop=("ANSIBLE_", "CLAP_", "PARAMOUNT_"), config=None, local_temp=tmp_path / "ansible-tmp",
+        path=os.pathsep.join([str(bindir), os.environ.get("PATH", "")]),
+        HOME=home, CLAP_PATH=home / ".clap", CLAP_DOUBLE_NODES=nodes,
+        ANSIBLE_REMOTE_TMP=tmp_path / "ansible-tmp",
         # one absolute async folder: with a temporary HOME, `~` could mean two places to async and async_status
-        "ANSIBLE_ASYNC_DIR": str(tmp_path / "ansible-async"),
-        "ANSIBLE_FORCE_COLOR": "0",
-        "ANSIBLE_NOCOLOR": "1",
-        "NO_COLOR": "1",
-        "ANSIBLE_RETRY_FILES_ENABLED": "0",
-        "PYTHONDONTWRITEBYTECODE": "1",
-    })
+        ANSIBLE_ASYNC_DIR=tmp_path / "ansible-async",
+        ANSIBLE_RETRY_FILES_ENABLED="0", PYTHONDONTWRITEBYTECODE="1",
+    )
     env.update({k: str(v) for k, v in extra.items()})
     if install:
         subprocess.run([str(SETUP_CLAP)], env=env, check=True, capture_output=True, text=True, timeout=60)

@@ -18,7 +18,8 @@ import time
 from contextlib import closing
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.playbook_env import REPO, ansible_settings
+
 SOURCE_ENV = "PARAMOUNT_CLAP_SOURCE"
 CLAP_VENV = REPO / ".build" / "clap-venv"
 CLAP_COLLECTIONS = REPO / ".build" / "clap-collections"
@@ -49,7 +50,7 @@ def missing_clap():
 def runs_here():
     """True when the real-CLAP tests run on this machine (CLAP's source and what a simulated cloud needs): the
     double's tests of the same paths then skip (the double stays only for what the real CLAP cannot do here)."""
-    from ansible_collections.paramount.cluster.plugins.plugin_utils import simcloud  # pylint: disable=import-outside-toplevel
+    import simcloud  # pylint: disable=import-outside-toplevel
 
     return not missing_clap() and not simcloud.missing_requirements()
 
@@ -169,30 +170,25 @@ class RealClap:
         keep = {k: v for k, v in os.environ.items()
                 if not k.startswith(("ANSIBLE_", "CLAP", "PARAMOUNT_", "AWS_", "VIRTUAL_ENV", "PYTHON"))}
         self.env = dict(keep, **cloud.environment())
-        self.env.update({
-            "HOME": str(self.home),
-            "CLAP_PATH": str(self.clap_path),
+        self.env.update(ansible_settings(
+            # Explicit: an inherited path that put a modern amazon.aws first would break CLAP's `ec2` again.
+            CLAP_COLLECTIONS, config=None, local_temp=self.tmp / "ansible-tmp",
             # CLAP's ansible-runner starts the ansible-playbook it finds on PATH: the venv's, so CLAP's localhost
             # plays run with the venv's Python (boto 2, boto3) and never with the system one.
-            "PATH": os.pathsep.join([str(self.python.parent), "/usr/local/sbin", "/usr/local/bin", "/usr/sbin",
-                                     "/usr/bin", "/sbin", "/bin"]),
-            # Explicit: an inherited path that put a modern amazon.aws first would break CLAP's `ec2` again.
-            "ANSIBLE_COLLECTIONS_PATH": str(CLAP_COLLECTIONS),
-            "ANSIBLE_HOST_KEY_CHECKING": "False",
+            bin_dir=self.python.parent, path=os.pathsep.join(["/usr/local/sbin", "/usr/local/bin", "/usr/sbin",
+                                                              "/usr/bin", "/sbin", "/bin"]),
+            HOME=self.home, CLAP_PATH=self.clap_path,
+            ANSIBLE_HOST_KEY_CHECKING="False",
             # the nodes' Python (discovery could pick a pyenv shim of this machine's root filesystem); CLAP's
             # localhost plays keep the implicit localhost's interpreter, the venv's Python of ansible-playbook
-            "ANSIBLE_PYTHON_INTERPRETER": "/usr/bin/python3",
-            "ANSIBLE_LOCAL_TEMP": str(self.tmp / "ansible-tmp"),
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_FORCE_COLOR": "0",
-            "NO_COLOR": "1",
-            "ANSIBLE_RETRY_FILES_ENABLED": "0",
+            ANSIBLE_PYTHON_INTERPRETER="/usr/bin/python3",
+            ANSIBLE_RETRY_FILES_ENABLED="0",
             # the legacy ec2 modules' endpoint (boto 2 and boto3 alike); boto 2 over plain HTTP
-            "EC2_URL": "http://%s:%d" % (EC2_HOST, cloud.state["moto_port"]),
-            "BOTO_CONFIG": str(self.tmp / "boto.cfg"),
+            EC2_URL="http://%s:%d" % (EC2_HOST, cloud.state["moto_port"]),
+            BOTO_CONFIG=self.tmp / "boto.cfg",
             # never write bytecode into CLAP's source folder (shared with other checkouts)
-            "PYTHONDONTWRITEBYTECODE": "1",
-        })
+            PYTHONDONTWRITEBYTECODE="1",
+        ))
         subprocess.run([str(SETUP_CLAP)], env=self.env, check=True, capture_output=True, text=True, timeout=60)
         self._write_sim_configs()
 
@@ -213,7 +209,7 @@ class RealClap:
         with open(configs / "logins.yaml", "a", encoding="utf-8") as out:
             out.write("\n# the simulated cloud (tests)\nparamount-sim-root:\n  user: root\n  keypair_name: %s\n"
                       "  keypair_public_file: sim-key.pub\n  keypair_private_file: sim-key.pem\n" % state["key_name"])
-        from ansible_collections.paramount.cluster.plugins.plugin_utils import simcloud  # pylint: disable=import-outside-toplevel
+        import simcloud  # pylint: disable=import-outside-toplevel
         with open(configs / "instances.yaml", "a", encoding="utf-8") as out:
             out.write("\n# the simulated cloud's types (tests); security_group: a name (CLAP's `ec2` group:)\n")
             for sim_type in sorted(simcloud.SIM_TYPES):

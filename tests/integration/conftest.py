@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from ansible_collections.paramount.cluster.plugins.plugin_utils import simcloud
+import simcloud  # the checkout's tool (simcloud/ at the repository root)
 
 from .trainer_image_fixture import trainer_image, trainer_image_archive  # noqa: F401  pylint: disable=unused-import
 from .wheelhouse_fixture import trainer_wheelhouse  # noqa: F401  pylint: disable=unused-import
@@ -45,12 +45,3 @@ def sim_cloud(tmp_path_factory):
     """One simulated cloud for the session."""
     with running_cloud(tmp_path_factory.mktemp("simcloud")) as cloud:
         yield cloud
-
-
-@pytest.fixture
-def collections_path(tmp_path):
-    """A temporary collections path holding only this collection (the bundled ones come from site-packages)."""
-    link = tmp_path / "collections" / "ansible_collections" / "paramount" / "cluster"
-    link.parent.mkdir(parents=True)
-    link.symlink_to(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-    return tmp_path / "collections"

@@ -4,17 +4,15 @@ optimize.yml (the user's entry point) is run on the local backend (no root, no c
 first play provisions, so a bad input must stop it there, before any slot, folder or process exists.
 """
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.playbook_env import REPO, ansible_command, playbook_env
+
 pytestmark = [pytest.mark.timeout(120)]
 
-REPO = Path(__file__).resolve().parents[2]
 RUN = "bad-input"
 
 
@@ -28,19 +26,8 @@ def _desired(tmp_path, hosts, group_vars=None):
 
 
 def _optimize(args, workdir, collections_path, backend="local", playbook="optimize.yml"):
-    env = dict(
-        os.environ,
-        PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
-        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-        ANSIBLE_COLLECTIONS_PATH=str(collections_path),
-        ANSIBLE_FORCE_COLOR="0",
-        ANSIBLE_NOCOLOR="1",
-        PARAMOUNT_WORKDIR=str(workdir),
-        PARAMOUNT_RUN=RUN,
-        PARAMOUNT_BACKEND=backend,
-    )
-    env.pop("PARAMOUNT_SIM_STATE", None)
-    return subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), playbook, *args], cwd=REPO,
+    env = playbook_env(collections_path, drop=("PARAMOUNT_SIM_STATE",), workdir=workdir, run=RUN, backend=backend)
+    return subprocess.run([ansible_command("ansible-playbook"), playbook, *args], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=110, check=False)
 
 

@@ -4,17 +4,15 @@ A small run on the simulated cloud (the sim backend is the aws backend against m
 with distinctive fake credentials passed the way users pass them, in the environment, at -vvv. moto accepts any
 credentials, so the run succeeds; then every byte the run printed or wrote is searched for the canaries.
 """
-import os
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.playbook_env import REPO, ansible_command, ansible_settings
+
 pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(300)]
 
-REPO = Path(__file__).resolve().parents[2]
 RUN = "canary-run"
 CANARIES = {
     "AWS_ACCESS_KEY_ID": "AKIAPARAMOUNTCANARY1",
@@ -24,22 +22,15 @@ CANARIES = {
 
 
 def _ansible(cloud, argv, work, collections_path, timeout=240):
-    env = {
-        "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_COLLECTIONS_PATH": str(collections_path),
-        "ANSIBLE_FORCE_COLOR": "0",
-        "ANSIBLE_HOST_KEY_CHECKING": "False",
-        "ANSIBLE_LOCAL_TEMP": str(work / "ansible-tmp"),
+    env = ansible_settings(
+        collections_path, local_temp=work / "ansible-tmp", workdir=work, backend="sim", run=RUN,
+        ANSIBLE_HOST_KEY_CHECKING="False",
         # Ansible's own log file is one of the places searched.
-        "ANSIBLE_LOG_PATH": str(work / "ansible.log"),
-        "PARAMOUNT_WORKDIR": str(work),
-        "PARAMOUNT_BACKEND": "sim",
-        "PARAMOUNT_RUN": RUN,
+        ANSIBLE_LOG_PATH=work / "ansible.log",
         # the simulated cloud's environment carries "testing" credentials: these replace them
         **CANARIES,
-    }
-    proc = cloud.run([str(Path(sys.executable).parent / argv[0]), *argv[1:]], cwd=REPO, env=env,
+    )
+    proc = cloud.run([ansible_command(argv[0]), *argv[1:]], cwd=REPO, env=env,
                      capture_output=True, text=True, timeout=timeout)
     return proc
 

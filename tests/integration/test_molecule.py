@@ -1,14 +1,13 @@
 """Every molecule scenario under extensions/molecule, one pytest test each (CI reads pytest's closing line)."""
 import os
 import shutil
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests.playbook_env import REPO, ansible_settings
+
 from .conftest import require_simcloud
 
-REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = sorted(p.parent.name for p in (REPO / "extensions" / "molecule").glob("*/molecule.yml"))
 
 
@@ -17,17 +16,9 @@ SCENARIOS = sorted(p.parent.name for p in (REPO / "extensions" / "molecule").glo
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_molecule_scenario(scenario, request, collections_path, tmp_path):
-    venv_bin = str(Path(sys.executable).parent)
-    env = {
-        "PATH": venv_bin + os.pathsep + os.environ.get("PATH", ""),
-        "ANSIBLE_COLLECTIONS_PATH": str(collections_path),
-        "ANSIBLE_FORCE_COLOR": "0",
-        "NO_COLOR": "1",
-        "MOLECULE_GLOB": "extensions/molecule/*/molecule.yml",
-        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-local"),
-        # results/ and runs/ of the scenario's playbooks go here, not into the checkout
-        "PARAMOUNT_WORKDIR": str(tmp_path / "work"),
-    }
+    # molecule keeps its own ansible.cfg; results/ and runs/ of the scenario's playbooks go to work/, not the checkout
+    env = ansible_settings(collections_path, config=None, local_temp=tmp_path / "ansible-local", workdir=tmp_path / "work",
+                           MOLECULE_GLOB="extensions/molecule/*/molecule.yml")
     (tmp_path / "work").mkdir()
     # A scenario that needs something built beforehand (an image archive, a wheel folder) names the fixtures
     # that build it in `requires-fixtures`, one per line; each fixture returns environment variables for molecule.

@@ -1,27 +1,16 @@
 """optimize.yml end to end on the embedded local backend: no root, no cloud (what scripts/quickstart runs)."""
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.playbook_env import REPO, ansible_command, playbook_env
 
 
 def _ansible_playbook(args, workdir, collections_path, timeout):
-    env = dict(
-        os.environ,
-        PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
-        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-        ANSIBLE_COLLECTIONS_PATH=str(collections_path),
-        ANSIBLE_FORCE_COLOR="0",
-        PARAMOUNT_WORKDIR=str(workdir),
-        PARAMOUNT_RUN="quickstart-test",
-    )
-    return subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), *args], cwd=REPO, env=env,
+    env = playbook_env(collections_path, workdir=workdir, run="quickstart-test")
+    return subprocess.run([ansible_command("ansible-playbook"), *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from ansible_collections.paramount.cluster.plugins.plugin_utils import simcloud
+import simcloud
 
 from .conftest import start_cloud
 

@@ -9,12 +9,12 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.playbook_env import REPO, ansible_command, ansible_settings
+
 ALIVE, GONE = "sweep-alive", "sweep-gone"
 
 LIST_INSTANCES = (
@@ -33,20 +33,11 @@ def _desired(tmp_path, prefix, instance_type):
 
 
 def _env(work, collections_path, run, backend):
-    return {
-        "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_COLLECTIONS_PATH": str(collections_path),
-        "ANSIBLE_FORCE_COLOR": "0",
-        "ANSIBLE_LOCAL_TEMP": str(work / "ansible-tmp"),
-        "PARAMOUNT_WORKDIR": str(work),
-        "PARAMOUNT_BACKEND": backend,
-        "PARAMOUNT_RUN": run,
-    }
+    return ansible_settings(collections_path, local_temp=work / "ansible-tmp", workdir=work, run=run, backend=backend)
 
 
 def _playbook(runner, name, args, work, collections_path, run, backend):
-    argv = [str(Path(sys.executable).parent / "ansible-playbook"), "paramount.cluster." + name, *args]
+    argv = [ansible_command("ansible-playbook"), "paramount.cluster." + name, *args]
     proc = runner(argv, _env(work, collections_path, run, backend))
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-5000:]

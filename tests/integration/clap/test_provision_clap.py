@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from ansible_collections.paramount.cluster.plugins.filter import paramount_clap as f
-from tests.clap_double.harness import REPO, clapp, make_env, write_yaml
+from tests.clap_double.harness import clapp, make_env, write_yaml
+from tests.role_specs import role_defaults, role_options
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -201,8 +202,8 @@ def test_placeholders_and_missing_templates_stop_before_anything_starts(tmp_path
 
 
 def test_argument_spec_accepts_clap_and_documents_its_variables():
-    spec = yaml.safe_load((REPO / "roles" / "provision" / "meta" / "argument_specs.yml").read_text())["argument_specs"]
-    assert "clap" in spec["main"]["options"]["paramount_backend"]["choices"]
-    defaults = yaml.safe_load((REPO / "roles" / "provision" / "defaults" / "main.yml").read_text())
+    options = role_options("provision")
+    assert "clap" in options["paramount_backend"]["choices"]
+    defaults = role_defaults("provision")
     clap_vars = {k for k in defaults if k.startswith("paramount_clap_")}
-    assert clap_vars and clap_vars <= set(spec["main"]["options"])
+    assert clap_vars and clap_vars <= set(options)

@@ -8,7 +8,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 
 from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_logs
 from tests.clap_real import harness
+from tests.playbook_env import ansible_command, playbook_env
 
 pytestmark = [pytest.mark.root]
 
@@ -91,9 +91,8 @@ def _optimize(results, tmp_path):
                 objective: cost
                 plots: false
         """ % (results, harness.REPO / "catalogs" / "default.csv", tmp_path / "plan")))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    env.update(ANSIBLE_COLLECTIONS_PATH=str(harness.REPO / ".build" / "collections"), ANSIBLE_NOCOLOR="1")
-    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", str(playbook)],
+    env = playbook_env(drop=("ANSIBLE_",), config=None)
+    proc = subprocess.run([ansible_command("ansible-playbook"), "-i", "localhost,", str(playbook)],
                           env=env, capture_output=True, text=True, timeout=300, check=False, cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     return json.loads((tmp_path / "plan" / "plan.json").read_text())

@@ -10,13 +10,13 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
 from ansible_collections.paramount.cluster.plugins.filter import paramount_clap as f
 from tests.clap_real import harness
+from tests.playbook_env import ansible_command, ansible_settings
 
 pytestmark = [pytest.mark.root]
 
@@ -41,10 +41,9 @@ def _playbook(clap, tmp_path, playbook, evars, timeout):
     namespace with clapp's private /etc/hosts (boto 2's name for moto)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "CLAP", "PARAMOUNT_", "AWS_"))}
     env.update(clap.cloud.environment())
-    env.update(PWD=str(harness.REPO), PARAMOUNT_WORKDIR=str(tmp_path / "work"), HOME=str(clap.home),
-               ANSIBLE_CONFIG=str(harness.REPO / "ansible.cfg"), ANSIBLE_PYTHON_INTERPRETER="/usr/bin/python3",
-               PATH=os.pathsep.join([str(Path(sys.executable).parent), "/usr/sbin", "/usr/bin", "/sbin", "/bin"]))
-    argv = [str(Path(sys.executable).parent / "ansible-playbook"), playbook, "-e", "@clap/optimize-vars.yml",
+    env.update(ansible_settings(workdir=tmp_path / "work", path=os.pathsep.join(["/usr/sbin", "/usr/bin", "/sbin", "/bin"]),
+                                PWD=harness.REPO, HOME=clap.home, ANSIBLE_PYTHON_INTERPRETER="/usr/bin/python3"))
+    argv = [ansible_command("ansible-playbook"), playbook, "-e", "@clap/optimize-vars.yml",
             "-e", json.dumps(evars)]
     return subprocess.run(clap.controller_argv(argv), cwd=str(harness.REPO), env=env, capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL, check=False)

@@ -178,7 +178,7 @@ def test_optimizer_clap_file_dumps_setup_names_given_as_str_subclasses():
 
 
 def test_optimizer_writes_a_clap_cluster_file_that_fits_the_shipped_folder(tmp_path):
-    from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_loggen as lg
+    from tests import loggen as lg
     from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_plan import optimize
 
     speed = {"t2.small": 0.15, "t3.medium": 0.3, "c5.large": 0.6}

@@ -14,13 +14,14 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
+
+from ansible_collections.paramount.cluster.plugins.lookup.emulated_cpu_shares import emulated_cpu_shares
 
 REPO = Path(__file__).resolve().parents[3]
 LAUNCHER = Path(os.environ.get("PARAMOUNT_TEST_LAUNCHER") or REPO / "roles" / "probe" / "files" / "paramount_launch.py")
-# the CPU share of each local type, where the local backend takes them from
-PROVISION_DEFAULTS = REPO / "roles" / "provision" / "defaults" / "main.yml"
-LOCAL_SHARES = yaml.safe_load(PROVISION_DEFAULTS.read_text(encoding="utf-8"))["paramount_local_cpu_shares"]
+# the CPU share of each local type, where the local backend takes them from (the provision role's default
+# paramount_local_cpu_shares is this lookup of the catalog)
+LOCAL_SHARES = emulated_cpu_shares("local")
 MEASURE_SECONDS = 2.5
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")]

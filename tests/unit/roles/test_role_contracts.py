@@ -2,25 +2,12 @@
 
 One test per (role, variable) for the roles whose READMEs list every variable in tables."""
 import re
-from pathlib import Path
 
 import pytest
-import yaml
 
-REPO = Path(__file__).resolve().parents[3]
+from tests.role_specs import REPO, role_defaults as _defaults, role_options as _options
+
 ROLES = ["probe", "trainer"]
-
-
-def _yaml(path):
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
-
-
-def _defaults(role):
-    return _yaml(REPO / "roles" / role / "defaults" / "main.yml")
-
-
-def _options(role):
-    return _yaml(REPO / "roles" / role / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
 
 
 VARIABLES = [(role, name) for role in ROLES for name in sorted(_defaults(role))]

@@ -2,10 +2,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 from unittest.mock import MagicMock
 
 import pytest
@@ -15,12 +12,9 @@ from ansible.parsing.dataloader import DataLoader
 
 from ansible_collections.paramount.cluster.plugins.action.optimize import ActionModule
 from ansible_collections.paramount.cluster.plugins.modules import optimize as docs_module
-from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_loggen as lg
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_args import ARGUMENT_SPEC
-
-REPO = Path(__file__).resolve().parents[4]
-COLLECTIONS = REPO / ".build" / "collections"
-BIN = Path(sys.executable).parent
+from tests import loggen as lg
+from tests.playbook_env import ansible_command, playbook_env
 
 
 def test_documentation_matches_the_argument_spec():
@@ -84,11 +78,15 @@ def test_run_turns_bad_input_into_a_failed_result(probes, tmp_path):
     assert result["failed"] and "2 different workloads" in result["msg"]
 
 
+def _env(cwd, **more):
+    """ansible and ansible-playbook on localhost alone, no ansible.cfg, this checkout as the collection."""
+    return playbook_env(config=None, ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
+                        ANSIBLE_HOME=cwd / ".ansible", **more)
+
+
 def _ansible(args, cwd, module_args):
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_LOCALHOST_WARNING="false",
-               ANSIBLE_INVENTORY_UNPARSED_WARNING="false", ANSIBLE_NOCOLOR="1", ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-               ANSIBLE_STDOUT_CALLBACK="json", ANSIBLE_HOME=str(cwd / ".ansible"))
-    cmd = [str(BIN / "ansible"), "localhost", "-m", "paramount.cluster.optimize", "-a", module_args] + args
+    env = _env(cwd, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="json")
+    cmd = [ansible_command("ansible"), "localhost", "-m", "paramount.cluster.optimize", "-a", module_args] + args
     return subprocess.run(cmd, cwd=str(cwd), env=env, capture_output=True, text=True, timeout=300, check=False)
 
 
@@ -157,8 +155,7 @@ PLAYBOOK = """
 @pytest.mark.slow
 def test_playbook_sets_the_fact_and_is_idempotent(probes):
     (probes / "play.yml").write_text(PLAYBOOK)
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_LOCALHOST_WARNING="false",
-               ANSIBLE_INVENTORY_UNPARSED_WARNING="false", ANSIBLE_NOCOLOR="1", ANSIBLE_HOME=str(probes / ".ansible"))
-    proc = subprocess.run([str(BIN / "ansible-playbook"), "play.yml"], cwd=str(probes), env=env,
+    env = _env(probes)
+    proc = subprocess.run([ansible_command("ansible-playbook"), "play.yml"], cwd=str(probes), env=env,
                           capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -1,9 +1,6 @@
 """The callback inside a real ansible-playbook run: a table after the recap and the JSON file."""
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -11,7 +8,7 @@ import yaml
 from ansible_collections.paramount.cluster.plugins.callback import phases as callback
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_phases import RUN_PHASES
 
-REPO = Path(__file__).resolve().parents[4]
+from tests.playbook_env import ansible_command, link_collection, playbook_env
 
 
 TWO_PLAYS = """
@@ -36,16 +33,10 @@ def _run(tmp_path, phases_file=None, **environment):
     """ansible-playbook of the two plays with the callback enabled; PARAMOUNT_PHASES_FILE as given (None: unset)."""
     playbook = tmp_path / "two-plays.yml"
     playbook.write_text(TWO_PLAYS)
-    collections = tmp_path / "collections" / "ansible_collections" / "paramount"
-    collections.mkdir(parents=True)
-    (collections / "cluster").symlink_to(REPO)
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(tmp_path / "collections"),
-               ANSIBLE_CALLBACKS_ENABLED="paramount.cluster.phases",
-               ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"), ANSIBLE_CONFIG=str(tmp_path / "none.cfg"), **environment)
-    env.pop("PARAMOUNT_PHASES_FILE", None)
-    if phases_file is not None:
-        env["PARAMOUNT_PHASES_FILE"] = phases_file
-    return subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local",
+    env = playbook_env(link_collection(tmp_path / "collections"), drop=("PARAMOUNT_PHASES_FILE",),
+                       config=tmp_path / "none.cfg", local_temp=tmp_path / "tmp",
+                       ANSIBLE_CALLBACKS_ENABLED="paramount.cluster.phases", PARAMOUNT_PHASES_FILE=phases_file, **environment)
+    return subprocess.run([ansible_command("ansible-playbook"), "-i", "localhost,", "-c", "local",
                            str(playbook)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
                           check=False)
 

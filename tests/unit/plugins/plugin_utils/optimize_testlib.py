@@ -1,11 +1,11 @@
-"""Shared helpers for the optimizer's unit tests (log trees written with paramount_loggen)."""
+"""Shared helpers for the optimizer's unit tests (log trees written with tests/loggen.py)."""
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
 
-from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_loggen as lg
+from tests import loggen as lg
 
 REPO = Path(__file__).resolve().parents[4]
 SCHEMA_PATH = REPO / "trainer" / "paramount_trainer" / "schemas" / "log-record-v1.schema.json"

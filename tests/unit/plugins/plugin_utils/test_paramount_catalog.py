@@ -49,14 +49,15 @@ def test_default_catalog_states_the_aws_billing_rule_and_cites_only_public_sourc
             assert "https://aws.amazon.com/ec2/pricing/on-demand/" in e.source and e.cpu_share is None
 
 
-def test_the_emulated_shares_match_the_backends():
-    """The catalog's cpu_share is the share the simulated cloud and the local backend enforce."""
-    from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_loggen as lg
-    from ansible_collections.paramount.cluster.plugins.plugin_utils import simcloud
+def test_the_emulated_shares_match_the_backends(provision_defaults):
+    """The catalog's cpu_share is the share the simulated cloud and the local backend enforce (the role's defaults
+    as Ansible renders them)."""
+    from tests import loggen as lg
+    import simcloud
 
-    import yaml
     cat = pc.load_catalog(pc.default_catalog_path())
-    local = yaml.safe_load((REPO / "roles" / "provision" / "defaults" / "main.yml").read_text())
+    local = provision_defaults
+    assert local["paramount_local_cpu_shares"] and simcloud.SIM_TYPES
     for t, share in local["paramount_local_cpu_shares"].items():
         assert cat[t].cpu_share == pytest.approx(share)
     for name, st in simcloud.SIM_TYPES.items():

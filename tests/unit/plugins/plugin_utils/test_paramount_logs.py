@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_loggen as lg
+from tests import loggen as lg
 from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_logs as pl
 from ansible_collections.paramount.cluster.plugins.plugin_utils.measurement import records
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common import TRAINING_PHASES, ParamountError

@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_logs as pl
 from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_model as pm
-from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_loggen as lg
+from tests import loggen as lg
 
 from .optimize_testlib import probe
 

@@ -8,7 +8,7 @@ import tempfile
 
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
-from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_loggen as lg
+from tests import loggen as lg
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common import ParamountError
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_plan import optimize
 

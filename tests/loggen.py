@@ -1,7 +1,4 @@
-# -*- coding: utf-8 -*-
-# Copyright: paramount.cluster contributors
-# Apache License 2.0 (see galaxy.yml)
-"""Synthetic paramount-iteration logs (trainer log contract v1) for tests, benchmarks and demos.
+"""Synthetic paramount-iteration logs (trainer log contract v1) for tests and benchmarks (not shipped).
 
 The step times come from a caller-supplied ``timing`` object, so the ground truth of a benchmark
 can be any generator (it must not be the optimizer's own model). What this module guarantees is
@@ -15,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import random
+
+from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_catalog import default_catalog_path, load_catalog
 
 
 class SimpleTiming:
@@ -129,8 +128,14 @@ def write_run(directory, records_by_host, out_files=True):
     return paths
 
 
-SIM_SPEED = {"sim.small": 0.15, "sim.medium": 0.30, "sim.large": 0.60,
-             "local.small": 0.15, "local.medium": 0.30, "local.large": 0.60}
+def emulated_speeds(catalog_path=None):
+    """{type: cpu_share} of the catalog's emulated types (the rows with a cpu_share; default: the shipped catalog):
+    an emulated node computes at its share of one CPU."""
+    catalog = load_catalog(catalog_path or default_catalog_path())
+    return {name: entry.cpu_share for name, entry in catalog.items() if entry.cpu_share is not None}
+
+
+SIM_SPEED = emulated_speeds()
 
 
 def sim_probe_tree(root, workload="esrgan-tiny-test", counts=(1, 2), types=("sim.small", "sim.medium", "sim.large"),
