@@ -8,7 +8,7 @@ import yaml
 from ansible_collections.paramount.cluster.plugins.callback import phases as callback
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_phases import RUN_PHASES
 
-from tests.playbook_env import ansible_command, link_collection, playbook_env
+from tests.playbook_env import REPO, ansible_command, link_collection, playbook_env
 
 
 TWO_PLAYS = """
