@@ -111,7 +111,6 @@ from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_plan i
 
 from synthetic_workloads import (  # noqa: E402  (beside this script)
     PHASES,
-    SETUP_SECONDS,
     Workload,
     true_bill,
     write_catalog,

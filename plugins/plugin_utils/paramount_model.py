@@ -58,17 +58,13 @@ from dataclasses import dataclass, field
 
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common import ParamountError, TrainingPhase
 
-from ansible_collections.paramount.cluster.plugins.plugin_utils.model.fitting import (  # noqa: F401 (public names)
+from ansible_collections.paramount.cluster.plugins.plugin_utils.model.fitting import (
     BETWEEN_RUN_CV,
-    BETWEEN_RUN_PRIOR_DF,
     DEFAULT_SHAPE,
-    MIN_REL_SE,
-    NOISE_FLOOR_Z,
     SHAPES,
     Point,
     _eval,
     _one,
-    _r,
     basis_columns,
     estimate_between_run_cv,
     nnls_fit,

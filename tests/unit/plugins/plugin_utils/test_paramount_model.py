@@ -8,6 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_logs as pl
 from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_model as pm
+from ansible_collections.paramount.cluster.plugins.plugin_utils.model import fitting
 from tests import loggen as lg
 
 from .optimize_testlib import probe
@@ -44,11 +45,11 @@ def test_measured_configuration_is_returned_as_measured():
 
 
 def _truth(n):
-    return 1.0 + 0.3 * pm._r(n) + 0.05 * (n - 1)
+    return 1.0 + 0.3 * fitting._r(n) + 0.05 * (n - 1)
 
 
 def _comm(n):
-    return 0.1 * pm._r(n)
+    return 0.1 * fitting._r(n)
 
 
 def test_nnls_recovers_an_exact_ring_curve():
@@ -74,10 +75,10 @@ def test_one_count_types_borrow_the_pooled_communication_curve():
 
 def test_one_count_type_probed_on_several_nodes_keeps_its_own_network_speed():
     pts = {("a", 2): {"adversarial": 1.2}}
-    m = _measurement(pts, comm=lambda n: 0.2 * pm._r(n))
+    m = _measurement(pts, comm=lambda n: 0.2 * fitting._r(n))
     mod = pm.ScalingModel(m, n_boot=20)
     p4 = mod.predict("a", 4).seconds_per_iteration["adversarial"][0]
-    assert p4 == pytest.approx(1.0 + 0.2 * pm._r(4), rel=0.02)
+    assert p4 == pytest.approx(1.0 + 0.2 * fitting._r(4), rel=0.02)
     assert mod.predict("a", 1).seconds_per_iteration["adversarial"][0] == pytest.approx(1.0, rel=0.02)
 
 
@@ -179,11 +180,11 @@ def test_model_is_scale_equivariant(c):
 
 
 def test_end_to_end_noise_free_prediction_is_close(tmp_path):
-    timing = lg.SimpleTiming(lg.SIM_SPEED, noise=0.0, drift=0.0, comm=lambda n: 0.05 * pm._r(n))
+    timing = lg.SimpleTiming(lg.SIM_SPEED, noise=0.0, drift=0.0, comm=lambda n: 0.05 * fitting._r(n))
     probe(tmp_path, counts=(1, 2), timing=timing)
     mod = pm.ScalingModel(pl.measure(str(tmp_path)), n_boot=20)
     p = mod.predict("sim.medium", 4)
-    assert p.seconds_per_iteration["adversarial"][0] == pytest.approx(0.2 / 0.3 + 0.05 * pm._r(4), rel=0.01)
+    assert p.seconds_per_iteration["adversarial"][0] == pytest.approx(0.2 / 0.3 + 0.05 * fitting._r(4), rel=0.01)
 
 
 def _with_startup(m, phase, excess, profile=None):
@@ -232,7 +233,7 @@ def test_slow_first_iterations_with_ten_probe_iterations_end_to_end(tmp_path):
 def _two_counts(y1, y2, comm2, n1=1, n2=2, rel_se=0.01):
     """Type a at two counts; its own measured communication at n2 is comm2 (0 on one node)."""
     configs = {}
-    for n, y, c in ((n1, y1, 0.0 if n1 == 1 else comm2 * pm._r(n1) / pm._r(n2)), (n2, y2, comm2)):
+    for n, y, c in ((n1, y1, 0.0 if n1 == 1 else comm2 * fitting._r(n1) / fitting._r(n2)), (n2, y2, comm2)):
         ph = {"adversarial": pl.PhaseMeasurement(_est(y, rel_se * y), _est(y - c), _est(c, 1e-4))}
         configs[("a", n)] = pl.ConfigMeasurement("a", n, "homogeneous", ["r"], 1, n, 1000, 1, 0, ph, _est(1.0))
     return pl.Measurement("/x", [], pl.JobInfo("wl", 4000, 4, 1, 0), [], configs, {}, [])
@@ -248,14 +249,14 @@ def test_a_two_count_slope_within_the_noise_floor_is_not_extrapolated():
     probes, not the noisy rise x r(8) / r(2) (1.035 s)."""
     mod = pm.ScalingModel(_two_counts(1.00, 1.02, 0.005), n_boot=0)
     level = (1.00 + (1.02 - 0.005)) / 2  # equal weights: the two variances are nearly the same
-    assert _spi(mod, 8) == pytest.approx(level + 0.005 * pm._r(8), rel=2e-3)
+    assert _spi(mod, 8) == pytest.approx(level + 0.005 * fitting._r(8), rel=2e-3)
     assert mod.predict("a", 8).basis.startswith("prior")
     assert (_spi(mod, 1), _spi(mod, 2)) == (1.00, 1.02)  # measured points stay measured
 
 
 def test_a_slope_above_the_noise_floor_is_kept():
     mod = pm.ScalingModel(_two_counts(1.00, 1.30, 0.30), n_boot=0)
-    assert _spi(mod, 8) == pytest.approx(1.00 + 0.30 * pm._r(8), rel=1e-3)
+    assert _spi(mod, 8) == pytest.approx(1.00 + 0.30 * fitting._r(8), rel=1e-3)
     assert mod.predict("a", 8).basis.startswith("fitted")
 
 
@@ -273,7 +274,7 @@ def test_step_time_does_not_fall_as_nodes_are_added():
     mod = pm.ScalingModel(_two_counts(1.00, 0.95, 0.01), n_boot=0)
     preds = [_spi(mod, n) for n in range(3, 9)]
     assert all(b >= a for a, b in zip(preds, preds[1:]))
-    assert preds[0] > 0.95 and preds[0] == pytest.approx((1.00 + 0.95 - 0.01) / 2 + 0.01 * pm._r(3), rel=2e-3)
+    assert preds[0] > 0.95 and preds[0] == pytest.approx((1.00 + 0.95 - 0.01) / 2 + 0.01 * fitting._r(3), rel=2e-3)
 
 
 def test_interpolation_between_the_two_measured_counts_stays_exact():
