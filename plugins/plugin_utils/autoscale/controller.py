@@ -247,15 +247,15 @@ def with_suppressed(fn):
 
 def prepare(settings):
     """The desired start cluster and the prices, checked against the catalog and the guardrails."""
-    desired = read_inventory_slots(settings.desired_inventory)
+    desired = read_inventory_slots(settings.start_inventory)
     prices = read_prices(settings.catalog)
     unknown = sorted({t for t in desired.values() if t not in prices})
     if unknown:
-        raise AutoscaleError("%s: no price for %s in the catalog %s" % (settings.desired_inventory,
+        raise AutoscaleError("%s: no price for %s in the catalog %s" % (settings.start_inventory,
                                                                         ", ".join(unknown), settings.catalog))
     problems = settings.guardrails.violations(len(desired), sum(prices[t] for t in desired.values()))
     if problems:
-        raise AutoscaleError("%s is outside the guardrails: %s" % (settings.desired_inventory, "; ".join(problems)))
+        raise AutoscaleError("%s is outside the guardrails: %s" % (settings.start_inventory, "; ".join(problems)))
     planner = Planner(settings.run, settings.catalog, settings.objective, settings.plan_options,
                       settings.guardrails if settings.plan_within_guardrails else None, settings.probe_dir)
     return desired, prices, planner
@@ -278,7 +278,7 @@ def control(settings, echo):
                                 checkpoint_interval=settings.checkpoint_interval, echo=echo)
         if not settings.no_start:
             echo("starting the elastic training on %s" % ", ".join(sorted(desired)))
-            cluster.start(settings.desired_inventory)
+            cluster.start(settings.start_inventory)
         return controller.loop(settings.max_rounds)
     finally:
         if store is not None:

@@ -33,6 +33,8 @@ def inventory_doc(slots):
 
 def read_inventory_slots(path):
     """{slot: instance_type} of a desired-state inventory file (YAML or JSON)."""
+    if not os.path.isfile(path):
+        raise AutoscaleError("the inventory %s does not exist" % path)
     try:
         slots, _rdzv = read_current_inventory(path)
     except ParamountError as exc:

@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: paramount.cluster contributors
 # Apache License 2.0 (see galaxy.yml)
-"""The controller's one settings document (JSON or YAML), written by ``playbooks/autoscale.yml``.
+"""The controller's one settings document (JSON or YAML), written by ``playbooks/autoscale.yml``: each setting is
+the playbook's variable without its ``paramount_autoscale_`` or ``paramount_`` prefix.
 
 Checked by an argument spec the way Ansible checks a task's arguments (types, choices, required keys), then by
 range; every error names the setting. ``plan_options`` are options of the optimize plugin, checked by its own
@@ -39,7 +40,7 @@ SETTINGS_SPEC = {
     "results_dir": {"type": "path", "required": True},
     "local_root": {"type": "path", "required": True},  # where provision writes runs/<run>/
     "extra_vars_file": {"type": "path", "required": True},  # variables every playbook gets (-e @file)
-    "desired_inventory": {"type": "path", "required": True},  # the cluster training starts on
+    "start_inventory": {"type": "path", "required": True},  # the desired-state inventory training starts on
     "catalog": {"type": "path", "required": True},
     "probe_dir": {"type": "path"},  # probe logs: types not running now are planned from them
     "objective": {"type": "str", "default": Policy.objective, "choices": list(OBJECTIVES)},
@@ -55,7 +56,7 @@ SETTINGS_SPEC = {
     "min_nodes": {"type": "int", "default": Guardrails.min_nodes},
     "max_nodes": {"type": "int", "default": Guardrails.max_nodes},
     "max_hourly_cost": {"type": "float"},
-    "cooldown_seconds": {"type": "float", "default": Guardrails.cooldown_seconds},
+    "cooldown": {"type": "float", "default": Guardrails.cooldown_seconds},
     "checkpoint_interval": {"type": "int"},
     "no_start": {"type": "bool", "default": False},  # training already runs: only control it
     "store_host": {"type": "str"},  # host the rendezvous store (this process's child) binds
@@ -72,6 +73,7 @@ _LOWER_BOUNDS = {
     "join_timeout": (0, False),
     "playbook_timeout": (0, False),
     "checkpoint_interval": (1, True),
+    "cooldown": (0, True),
     "store_port": (1, True),
 }
 
@@ -87,13 +89,14 @@ def check_settings(doc, source="settings"):
     for name, (low, inclusive) in _LOWER_BOUNDS.items():
         value = values[name]
         if value is not None and (value < low or (value == low and not inclusive)):
-            raise AutoscaleError("%s: %s must be %s %s, got %s" % (source, name, ">=" if inclusive else ">", low, value))
+            raise AutoscaleError("%s: %s must be %s %s, got %s"
+                                 % (source, name, ">=" if inclusive else ">", low, value))
     if values["store_port"] > MAX_PORT:
         raise AutoscaleError("%s: store_port must be <= %d, got %s" % (source, MAX_PORT, values["store_port"]))
     settings = types.SimpleNamespace(**values)
     try:
         settings.guardrails = Guardrails(settings.min_nodes, settings.max_nodes, settings.max_hourly_cost,
-                                         settings.cooldown_seconds).validate()
+                                         settings.cooldown).validate()
         settings.policy = Policy(settings.objective, settings.threshold, settings.margin, settings.switch_seconds,
                                  settings.min_iterations).validate()
     except AutoscaleError as exc:

@@ -319,7 +319,7 @@ def test_plan_options_are_checked_by_the_plugins_argument_spec():
 
 def settings_doc(tmp_path, **over):
     doc = {"run": "r", "backend": "sim", "results_dir": str(tmp_path / "results"), "local_root": str(tmp_path),
-           "extra_vars_file": str(tmp_path / "vars.json"), "desired_inventory": str(tmp_path / "start.yml"),
+           "extra_vars_file": str(tmp_path / "vars.json"), "start_inventory": str(tmp_path / "start.yml"),
            "catalog": CATALOG, "max_hourly_cost": None}
     doc.update(over)
     return doc
@@ -334,8 +334,9 @@ def test_settings_fill_defaults_and_name_a_bad_setting(tmp_path):
     assert settings.policy.objective == "cost" and settings.plan_options == {"epochs": 2}
     bad = [({"interval": 0}, "interval must be > 0"), ({"interval": "soon"}, "'interval'"),
            ({"min_nodes": 3, "max_nodes": 2}, "max_nodes"), ({"objective": "speed"}, "objective"),
-           ({"cooldown": 5}, "unsupported setting.*cooldown"), ({"plan_options": {"bootstrap": "x"}}, "bootstrap"),
-           ({"run": None}, "missing required arguments: run"), ({"store_port": 70000}, "store_port")]
+           ({"cooldown": -1}, "cooldown must be >= 0"), ({"cooldown_seconds": 5}, "unsupported setting"),
+           ({"plan_options": {"bootstrap": "x"}}, "bootstrap"), ({"run": None}, "missing required arguments: run"),
+           ({"store_port": 70000}, "store_port")]
     for over, match in bad:
         with pytest.raises(a.AutoscaleError, match=match):
             settings_mod.check_settings(settings_doc(tmp_path, **over))
