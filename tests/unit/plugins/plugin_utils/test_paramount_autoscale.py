@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -357,6 +359,11 @@ def test_check_mode_reads_the_start_inventory_and_the_catalog(tmp_path, capsys):
     assert "outside the guardrails" in capsys.readouterr().err
     path.write_text(json.dumps(settings_doc(tmp_path)))
     assert ctl_mod.main(["--check", str(path)]) == 0
+    # as the playbook starts it: a fresh Python with the collection on PYTHONPATH
+    env = dict(os.environ, PYTHONPATH=os.path.join(REPO, ".build", "collections"))
+    proc = subprocess.run([sys.executable, "-m", ctl_mod.__name__, "--check", str(path)], env=env, cwd=str(tmp_path),
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_guardrails_are_the_planners_constraints():
@@ -364,3 +371,46 @@ def test_guardrails_are_the_planners_constraints():
     assert guard.plan_options() == {"max_nodes": 4, "node_counts": [2, 3, 4], "max_hourly_cost": 0.1}
     assert guard.violations(1, 0.01) == ["1 node(s) < min_nodes 2"]
     assert guard.violations(3, 0.3)[0].startswith("cluster costs") and guard.violations(3, 0.09) == []
+
+
+def _playbook_settings(tmp_path, **extra):
+    """The settings document playbooks/autoscale.yml writes, templated by Ansible's Templar from the play's
+    defaults (as -e gives them: strings), then serialized as the copy task does (to_nice_json)."""
+    import yaml  # pylint: disable=import-outside-toplevel
+    from ansible.parsing.dataloader import DataLoader  # pylint: disable=import-outside-toplevel
+    from ansible.template import Templar  # pylint: disable=import-outside-toplevel
+
+    from ...templating import trusted  # pylint: disable=import-outside-toplevel
+
+    play = yaml.safe_load(open(os.path.join(REPO, "playbooks", "autoscale.yml"), encoding="utf-8"))[0]
+    defaults = yaml.safe_load(open(os.path.join(REPO, "playbooks", "vars", "defaults.yml"), encoding="utf-8"))
+    task = [t for t in play["tasks"] if t.get("name") == "Write the controller's settings"][0]
+    variables = {k: v for k, v in defaults.items() if k.startswith("paramount_autoscale_")}
+    variables.update(play["vars"], **task["vars"])
+    variables.update(paramount_run="r", paramount_backend="local", paramount_results_dir=str(tmp_path / "results"),
+                     paramount_local_root=str(tmp_path / "runs"), paramount_catalog=CATALOG,
+                     paramount_objective="cost", paramount_plan_options={}, paramount_cpu_capacity=1.5,
+                     paramount_rdzv_store_host="", paramount_checkpoint_interval=0, paramount_sim_state="",
+                     paramount_autoscale_start_inventory=str(tmp_path / "start.yml"))
+    variables.update(extra)
+    templar = Templar(loader=DataLoader(), variables=trusted(variables))
+    text = templar.template(trusted(task["ansible.builtin.copy"]["content"]))
+    return play, json.loads(text)
+
+
+def test_the_playbooks_settings_document_passes_the_controllers_checks(tmp_path):
+    play, doc = _playbook_settings(tmp_path, paramount_autoscale_interval="10", paramount_autoscale_max_nodes="3",
+                                   paramount_autoscale_max_hourly_cost="0.1", paramount_checkpoint_interval="10",
+                                   paramount_autoscale_plan_within_guardrails="false")
+    assert set(doc) <= set(settings_mod.SETTINGS_SPEC)
+    settings = settings_mod.check_settings(doc)
+    assert settings.interval == 10.0 and settings.guardrails.max_nodes == 3
+    assert settings.guardrails.max_hourly_cost == 0.1 and settings.checkpoint_interval == 10
+    assert settings.plan_within_guardrails is False and settings.store_host == "127.0.0.1"
+    assert settings.plan_options == {"cpu_capacity": 1.5}  # the measured capacity on an emulated backend
+    _play, doc = _playbook_settings(tmp_path)  # the defaults: no cost guardrail, no checkpoint interval
+    settings = settings_mod.check_settings(doc)
+    assert settings.max_hourly_cost is None and settings.checkpoint_interval is None
+    assert settings.cooldown == a.Guardrails.cooldown_seconds and settings.plan_within_guardrails is True
+    # the module the playbook starts is the controller's entry point
+    assert play["vars"]["_controller_module"] == ctl_mod.__name__
