@@ -24,8 +24,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "plugins" / "plugin_utils"))
 
-import paramount_autoscale as autoscale  # noqa: E402  pylint: disable=wrong-import-position
 import simcloud  # noqa: E402  pylint: disable=wrong-import-position
+
+# playbooks/autoscale.yml lets its controller overrun max_seconds by one playbook run (its _playbook_timeout)
+CONTROLLER_OVERRUN_SECONDS = 900
 
 PROBE_PLAYBOOK = """---
 - ansible.builtin.import_playbook: paramount.cluster.provision
@@ -39,6 +41,14 @@ PROBE_PLAYBOOK = """---
 - ansible.builtin.import_playbook: paramount.cluster.plan
 - ansible.builtin.import_playbook: paramount.cluster.teardown
 """
+
+
+def live_records(folder):
+    """The live records through the controller's own reader (importable once main() linked the collection)."""
+    from ansible_collections.paramount.cluster.plugins.plugin_utils.autoscale.live import (  # pylint: disable=import-outside-toplevel
+        read_records,
+    )
+    return read_records(str(folder))
 
 
 def ansible_playbook():
@@ -81,7 +91,7 @@ def train(cloud, collections, work, mode, start_inventory, probe_dir, args, chos
         deadline = time.monotonic() + args.max_seconds
         while time.monotonic() < deadline and "at" not in changed:
             time.sleep(2)
-            records = autoscale.read_records(str(live)) if live.is_dir() else []
+            records = live_records(live)
             first = [r["time"] for r in records if r.get("event") == "iteration"]
             if first and time.time() - min(first) >= args.change_after:
                 changed["hosts"] = cloud.set_cpu(chosen_type, args.slow_to)
@@ -91,7 +101,7 @@ def train(cloud, collections, work, mode, start_inventory, probe_dir, args, chos
     watcher.start()
     started = time.time()
     try:
-        run(cloud, argv, env, timeout=args.max_seconds + 900)
+        run(cloud, argv, env, timeout=args.max_seconds + CONTROLLER_OVERRUN_SECONDS)
     finally:
         changed.setdefault("at", None)
         watcher.join(5)
@@ -121,6 +131,7 @@ def main():
     link = collections / "ansible_collections" / "paramount" / "cluster"
     link.parent.mkdir(parents=True)
     link.symlink_to(REPO)
+    sys.path.insert(0, str(collections))
     work = tmp / "work"
     work.mkdir()
     cloud = simcloud.SimCloud(tmp / "cloud")

@@ -499,9 +499,11 @@ def plan_nodes(instance_type, nodes, current_slots, current_rdzv, run_name="para
 
 
 def desired_inventory(instance_type, slots, rdzv):
+    """The desired-state inventory of ``slots``: ``instance_type`` is the type of every slot, or a mapping
+    {slot: type} (the autoscale controller's union of old and new slots while a change is made)."""
     hosts = {}
     for s in slots:
-        hv = {"instance_type": instance_type}
+        hv = {"instance_type": instance_type[s] if isinstance(instance_type, dict) else instance_type}
         if s == rdzv:
             hv["paramount_rendezvous"] = True
         hosts[s] = hv

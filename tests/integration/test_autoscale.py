@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_autoscale as autoscale
+from ansible_collections.paramount.cluster.plugins.plugin_utils.autoscale import controller, desired
+from ansible_collections.paramount.cluster.plugins.plugin_utils.autoscale import live as live_measurement
 
 REPO = Path(__file__).resolve().parents[2]
 CHECKPOINT_INTERVAL = 10
@@ -75,12 +76,12 @@ def terminate(cloud, instance_ids):
 
 
 def decisions(work, run):
-    path = work / "results" / run / "autoscale" / autoscale.DECISIONS_FILE
+    path = work / "results" / run / "autoscale" / controller.DECISIONS_FILE
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def final_state(work, run):
-    return autoscale.live_state(autoscale.read_records(str(work / "results" / run / "live")))
+    return live_measurement.live_state(live_measurement.read_records(str(work / "results" / run / "live")))
 
 
 def teardown(cloud, env, run):
@@ -127,7 +128,7 @@ def test_replaces_a_heterogeneous_cluster_mid_run(sim_cloud, collections_path, t
 
         # a node that stays keeps its torchrun agent (same PID) across the change
         kept = set(final) & {"probe-sim-small-1", "probe-sim-medium-1", "probe-sim-large-1"}
-        records = autoscale.read_records(str(work / "results" / run / "live"))
+        records = live_measurement.read_records(str(work / "results" / run / "live"))
         for host in kept:
             agents = {r["agent_pid"] for r in records if r["event"] == "start" and r["host"] == host}
             assert len(agents) == 1, (host, agents)
@@ -149,7 +150,7 @@ def test_restores_a_killed_node_and_refuses_a_request_above_the_guardrails(sim_c
     work.mkdir()
     env = playbook_env(collections_path, work, run)
     start = tmp_path / "start.yml"
-    start.write_text(json.dumps(autoscale.inventory_doc({"as-kill-m1": "sim.medium", "as-kill-m2": "sim.medium"})))
+    start.write_text(json.dumps(desired.inventory_doc({"as-kill-m1": "sim.medium", "as-kill-m2": "sim.medium"})))
     live = work / "results" / run / "live"
     request = work / "results" / run / "autoscale" / "request.json"
     events = {}
@@ -161,7 +162,7 @@ def test_restores_a_killed_node_and_refuses_a_request_above_the_guardrails(sim_c
         while time.monotonic() < deadline:
             time.sleep(3)
             try:
-                state = autoscale.live_state(autoscale.read_records(str(live)))
+                state = live_measurement.live_state(live_measurement.read_records(str(live)))
             except OSError:
                 continue
             form = state.current

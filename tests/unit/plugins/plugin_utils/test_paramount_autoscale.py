@@ -1,31 +1,48 @@
-"""Autoscale: live-log measurement, the decision (triggers, guardrails, cooldown) and the loop with a fake cluster."""
+"""Autoscale: live-log measurement, the decision (triggers, guardrails, cooldown), the settings document, the
+planner called in-process on a live measurement, and the loop with a fake cluster."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
-from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_autoscale as a
+from ansible_collections.paramount.cluster.plugins.plugin_utils.autoscale import controller as ctl_mod
+from ansible_collections.paramount.cluster.plugins.plugin_utils.autoscale import desired as desired_mod
+from ansible_collections.paramount.cluster.plugins.plugin_utils.autoscale import live
+from ansible_collections.paramount.cluster.plugins.plugin_utils.autoscale import policy as a
+from ansible_collections.paramount.cluster.plugins.plugin_utils.autoscale import replan
+from ansible_collections.paramount.cluster.plugins.plugin_utils.autoscale import settings as settings_mod
 
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
+CATALOG = os.path.join(REPO, "catalogs", "default.csv")
 PRICES = {"sim.small": 0.010, "sim.medium": 0.018, "sim.large": 0.050}
+WORKLOAD = "esrgan-autoscale-test"
 
 
 def formation_records(fid, hosts, t0, steps, spi, resume_samples=0, resume_step=0, batch=4, samples_per_epoch=400,
-                      epochs=10, end=None):
-    """Records of one formation: a start per host (one rank per node), `steps` iterations of `spi` seconds."""
+                      epochs=10, end=None, run_id="r-train"):
+    """Records of one formation (log contract v1, as the elastic trainer writes them): a start per host (one rank
+    per node), `steps` iterations of `spi` seconds."""
     recs = []
     world = len(hosts)
+    per_epoch = -(-samples_per_epoch // (world * batch))
     for rank, (host, itype) in enumerate(sorted(hosts.items())):
-        recs.append({"event": "start", "host": host, "rank": rank, "attempt": 0, "time": t0, "formation": fid,
-                     "instance_type": itype, "world_size": world, "local_batch": batch,
-                     "samples_per_epoch": samples_per_epoch, "epochs": epochs,
-                     "resume_samples_seen": resume_samples, "resume_step": resume_step})
+        base = {"schema": 1, "run_id": run_id, "host": host, "rank": rank, "attempt": 0}
+        recs.append(dict(base, event="start", time=t0, formation=fid, instance_type=itype, local_rank=0,
+                         world_size=world, nodes=world, local_batch=batch, samples_per_epoch=samples_per_epoch,
+                         iterations_per_epoch=per_epoch, epochs=epochs, warmup_iterations=0, workload=WORKLOAD,
+                         resume_samples_seen=resume_samples, resume_step=resume_step))
         for i in range(steps):
-            recs.append({"event": "iteration", "host": host, "rank": rank, "attempt": 0, "time": t0 + (i + 1) * spi,
-                         "step": resume_step + i, "seconds": spi, "phase": "adversarial"})
+            step = resume_step + i
+            recs.append(dict(base, event="iteration", time=t0 + (i + 1) * spi, step=step, epoch=step // per_epoch,
+                             iteration=step % per_epoch, seconds=spi, compute_seconds=spi, samples=batch,
+                             phase="adversarial"))
         if end:
-            recs.append({"event": "end", "host": host, "rank": rank, "attempt": 0, "time": t0 + steps * spi + 1,
-                         "status": end, "samples_seen": resume_samples + steps * world * batch})
+            recs.append(dict(base, event="end", time=t0 + steps * spi + 1, status=end, seconds=steps * spi + 1,
+                             samples_seen=resume_samples + steps * world * batch))
     return recs
 
 
@@ -41,34 +58,34 @@ HETERO = {"n-small": "sim.small", "n-medium": "sim.medium", "n-large": "sim.larg
 def test_live_state_splits_formations_and_counts_samples():
     recs = formation_records("f1", HETERO, 100.0, 10, 2.0)
     recs += formation_records("f2", {"n-large": "sim.large"}, 130.0, 5, 1.0, resume_samples=120, resume_step=10)
-    state = a.live_state(sorted(recs, key=lambda r: r["time"]))
+    state = live.live_state(sorted(recs, key=lambda r: r["time"]))
     assert [f.formation_id for f in state.formations] == ["f1", "f2"]
     assert state.formations[0].samples_seen == 10 * 3 * 4
     assert state.current.samples_seen == 120 + 5 * 4
     assert state.total_samples == 4000 and state.remaining_samples == 4000 - 140
     assert state.current.seconds_per_iteration(skip=1) == pytest.approx(1.0)
-    assert a.lost_progress(state.formations, 10) == [("f2", 0, 0.0, True)]
+    assert live.lost_progress(state.formations, 10) == [("f2", 0, 0.0, True)]
 
 
 def test_lost_progress_counts_steps_repeated_after_a_hard_failure():
     recs = formation_records("f1", HETERO, 0.0, 25, 1.0)  # reached 300 samples, checkpoint at 240 (step 20)
     recs += formation_records("f2", {"n-large": "sim.large", "n-medium": "sim.medium"}, 40.0, 5, 1.0,
                               resume_samples=240, resume_step=20)
-    state = a.live_state(sorted(recs, key=lambda r: r["time"]))
-    (_fid, repeated, steps, within), = a.lost_progress(state.formations, 10)
+    state = live.live_state(sorted(recs, key=lambda r: r["time"]))
+    (_fid, repeated, steps, within), = live.lost_progress(state.formations, 10)
     assert repeated == 60 and steps == 5 and within
-    assert not a.lost_progress(state.formations, 4)[0][3]
+    assert not live.lost_progress(state.formations, 4)[0][3]
 
 
 def test_read_records_skips_partial_lines(tmp_path):
     recs = formation_records("f1", {"a": "sim.small"}, 0.0, 3, 1.0)
     text = "".join(json.dumps(r) + "\n" for r in recs) + '{"event": "iteration", "ho'
     (tmp_path / "a.log").write_text(text)
-    assert len(a.read_records(str(tmp_path))) == len(recs)
+    assert len(live.read_records(str(tmp_path))) == len(recs)
 
 
 def state_of(hosts, steps=20, spi=2.0, **kw):
-    return a.live_state(formation_records("f1", hosts, 0.0, steps, spi, **kw))
+    return live.live_state(formation_records("f1", hosts, 0.0, steps, spi, **kw))
 
 
 POLICY = a.Policy(objective="cost", threshold=0.25, margin=0.10, switch_seconds=30, min_iterations=5)
@@ -143,7 +160,7 @@ def test_lost_nodes_are_restored_and_completion_finishes():
     state = state_of(HETERO)
     d = a.decide(state, None, HETERO, PRICES, GUARD, POLICY, now=0, lost=["n-small"])
     assert d.action == "restore" and "n-small" in d.reason
-    done = a.live_state(formation_records("f1", HETERO, 0.0, 10, 1.0, end="completed"))
+    done = live.live_state(formation_records("f1", HETERO, 0.0, 10, 1.0, end="completed"))
     assert a.decide(done, None, HETERO, PRICES, GUARD, POLICY, now=0).action == "finish"
 
 
@@ -156,10 +173,10 @@ def test_guardrail_and_policy_validation():
 
 def test_target_slots_keep_nodes_of_the_type_and_never_reuse_names():
     desired = {"r-sim-medium-1": "sim.medium", "x": "sim.small"}
-    slots = a.target_slots("sim.medium", 3, desired, "r")
+    slots = desired_mod.target_slots("sim.medium", 3, desired, "r")
     assert "r-sim-medium-1" in slots and len(slots) == 3
     assert set(slots) - {"r-sim-medium-1"} == {"r-sim-medium-2", "r-sim-medium-3"}
-    doc = a.inventory_doc(slots)
+    doc = desired_mod.inventory_doc(slots)
     hosts = doc["all"]["children"]["paramount_train"]["hosts"]
     assert sum(1 for h in hosts.values() if h.get("paramount_rendezvous")) == 1
 
@@ -177,8 +194,8 @@ class FakeCluster:
         self.i += 1
         return recs, agents
 
-    def plan(self, results_dir, output_dir, current):
-        self.calls.append(("plan", results_dir))
+    def plan(self, round_dir, state, desired):
+        self.calls.append(("plan", round_dir))
         return plan_with("sim.medium", 2, spi=0.5)
 
     def join(self, union_path, hosts):
@@ -188,7 +205,7 @@ class FakeCluster:
         self.calls.append(("leave", sorted(hosts)))
 
     def shrink(self, desired_path):
-        self.calls.append(("shrink", sorted(a.read_inventory_slots(desired_path))))
+        self.calls.append(("shrink", sorted(desired_mod.read_inventory_slots(desired_path))))
 
 
 def test_controller_replaces_then_finishes(tmp_path):
@@ -204,16 +221,16 @@ def test_controller_replaces_then_finishes(tmp_path):
     script = [(r1, running), (r2, both), (r3, both), (r4, both)]
     cluster = FakeCluster(script)
     clock = iter(range(1000, 100000, 10))
-    ctl = a.Controller(cluster, "r", str(tmp_path), HETERO, PRICES, GUARD, POLICY, interval=0, join_timeout=100,
-                       checkpoint_interval=10, clock=lambda: float(next(clock)), sleep=lambda s: None,
-                       echo=lambda s: None)
+    ctl = ctl_mod.Controller(cluster, cluster.plan, "r", str(tmp_path), HETERO, PRICES, GUARD, POLICY, interval=0,
+                             join_timeout=100, checkpoint_interval=10, clock=lambda: float(next(clock)),
+                             sleep=lambda s: None, echo=lambda s: None)
     assert ctl.loop(max_rounds=10) == "completed"
     kinds = [c[0] for c in cluster.calls]
     assert kinds[:4] == ["plan", "join", "leave", "shrink"] and set(kinds[4:]) <= {"plan"}
     assert cluster.calls[1] == ("join", ["r-sim-medium-1"])
     assert cluster.calls[2] == ("leave", ["n-large", "n-small"])
     assert cluster.calls[3] == ("shrink", ["n-medium", "r-sim-medium-1"])
-    log = [json.loads(line) for line in (tmp_path / "autoscale" / a.DECISIONS_FILE).read_text().splitlines()]
+    log = [json.loads(line) for line in (tmp_path / "autoscale" / ctl_mod.DECISIONS_FILE).read_text().splitlines()]
     actions = [d["action"] for d in log]
     assert actions[:2] == ["replace", "changed"] and actions[-1] == "finish"
     assert set(actions[2:-1]) <= {"hold", "wait"}, actions
@@ -235,13 +252,13 @@ def test_controller_keeps_the_old_cluster_when_joining_fails(tmp_path):
 
     cluster = FailingJoin([(r1, running)])
     clock = iter(range(1000, 100000, 10))
-    ctl = a.Controller(cluster, "r", str(tmp_path), HETERO, PRICES, GUARD, POLICY, interval=0,
-                       clock=lambda: float(next(clock)), sleep=lambda s: None, echo=lambda s: None)
+    ctl = ctl_mod.Controller(cluster, cluster.plan, "r", str(tmp_path), HETERO, PRICES, GUARD, POLICY, interval=0,
+                             clock=lambda: float(next(clock)), sleep=lambda s: None, echo=lambda s: None)
     ctl.loop(max_rounds=2)
     assert ctl.desired == HETERO
     assert ("leave", ["r-sim-medium-1"]) in cluster.calls
     assert ("shrink", sorted(HETERO)) in cluster.calls
-    log = [json.loads(line) for line in (tmp_path / "autoscale" / a.DECISIONS_FILE).read_text().splitlines()]
+    log = [json.loads(line) for line in (tmp_path / "autoscale" / ctl_mod.DECISIONS_FILE).read_text().splitlines()]
     failed = [d for d in log if d["action"] == "failed"]
     assert failed and "old cluster keeps training" in failed[0]["reason"] and "no capacity" in failed[0]["reason"]
 
@@ -251,6 +268,149 @@ def test_a_worse_plan_is_held_and_an_ended_group_is_waited_for():
     state = state_of(hosts, spi=1.0)
     d = a.decide(state, plan_with("sim.small", 1, spi=5.0), hosts, PRICES, GUARD, POLICY, now=1000.0)
     assert d.action == "hold" and "more" in d.reason
-    ended = a.live_state(formation_records("f1", hosts, 0.0, 20, 1.0, end="failed"))
+    ended = live.live_state(formation_records("f1", hosts, 0.0, 20, 1.0, end="failed"))
     d = a.decide(ended, plan_with("sim.small", 1, spi=0.1), hosts, PRICES, GUARD, POLICY, now=1000.0)
     assert d.action == "wait" and "failed" in d.reason
+
+
+def write_log(folder, name, records):
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, name), "w", encoding="utf-8") as handle:
+        handle.write("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_the_planner_runs_in_process_on_the_live_formation_and_the_other_types_probes(tmp_path):
+    """Probes rated small 1.0 s, medium 1.0 s and large 0.5 s per iteration; live, the running small node is slow
+    (2.0 s): the round's plan rates sim.small by the live formation, the others by their probes."""
+    probe = tmp_path / "probe"
+    for itype, spi in (("sim.small", 1.0), ("sim.medium", 1.0), ("sim.large", 0.5)):
+        write_log(str(probe / itype), "p-%s.log" % itype.replace(".", "-"),
+                  formation_records("p", {"p-" + itype: itype}, 0.0, 12, spi, run_id="probe-" + itype,
+                                    end="stopped"))
+    hosts = {"n-small": "sim.small"}
+    state = live.live_state(formation_records("f1", hosts, 100.0, 20, 2.0))
+    guard = a.Guardrails(min_nodes=1, max_nodes=2, cooldown_seconds=0)
+    planner = replan.Planner("r", CATALOG, "cost", {"tie_tolerance": 0.0}, guard, str(probe))
+    plan = planner.plan(str(tmp_path / "round-001"), state, hosts)
+    assert plan["chosen"] is not None, plan.get("message")
+    assert plan["constraints"]["max_nodes"] == 2 and plan["constraints"]["node_counts"] == [1, 2]
+    assert sorted(os.listdir(tmp_path / "round-001" / "logs")) == [
+        "live-n-small.log", "probe-p-sim-large.log", "probe-p-sim-medium.log"]
+    assert (tmp_path / "round-001" / "plan" / "plan.json").is_file()
+    small = [c for c in plan["candidates"] if c["instance_type"] == "sim.small" and c["nodes"] == 1][0]
+    assert small["seconds_per_iteration"] == pytest.approx(2.0, rel=0.05)  # the live speed, not the probe's 1.0
+    assert plan["chosen"]["instance_type"] == "sim.medium"  # the cheapest per sample now: 0.018 x 1.0 s
+
+
+def test_the_planner_reports_bad_input_as_a_plan_without_a_choice(tmp_path):
+    state = live.live_state(formation_records("f1", {"n-small": "sim.small"}, 0.0, 20, 2.0))
+    planner = replan.Planner("r", str(tmp_path / "missing.csv"), "cost")
+    plan = planner.plan(str(tmp_path / "round-001"), state, {"n-small": "sim.small"})
+    assert plan["chosen"] is None and "missing.csv" in plan["message"]
+
+
+def test_plan_options_are_checked_by_the_plugins_argument_spec():
+    assert replan.check_plan_options({"max_nodes": "3", "plots": "yes"}) == {"max_nodes": 3, "plots": True}
+    with pytest.raises(a.AutoscaleError, match="plan_options: unsupported setting.*speed"):
+        replan.check_plan_options({"speed": 1})
+    with pytest.raises(a.AutoscaleError, match="objective"):
+        replan.check_plan_options({"objective": "speed"})
+    with pytest.raises(a.AutoscaleError, match="results_dir is set by the controller"):
+        replan.check_plan_options({"results_dir": "/tmp"})
+
+
+def settings_doc(tmp_path, **over):
+    doc = {"run": "r", "backend": "sim", "results_dir": str(tmp_path / "results"), "local_root": str(tmp_path),
+           "extra_vars_file": str(tmp_path / "vars.json"), "start_inventory": str(tmp_path / "start.yml"),
+           "catalog": CATALOG, "max_hourly_cost": None}
+    doc.update(over)
+    return doc
+
+
+def test_settings_fill_defaults_and_name_a_bad_setting(tmp_path):
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps(settings_doc(tmp_path, interval="10", max_nodes=3, plan_options={"epochs": 2})))
+    settings = settings_mod.load_settings(str(path))
+    assert settings.interval == 10.0 and settings.max_rounds == settings_mod.DEFAULT_MAX_ROUNDS
+    assert settings.guardrails.max_nodes == 3 and settings.guardrails.max_hourly_cost is None
+    assert settings.policy.objective == "cost" and settings.plan_options == {"epochs": 2}
+    bad = [({"interval": 0}, "interval must be > 0"), ({"interval": "soon"}, "'interval'"),
+           ({"min_nodes": 3, "max_nodes": 2}, "max_nodes"), ({"objective": "speed"}, "objective"),
+           ({"cooldown": -1}, "cooldown must be >= 0"), ({"cooldown_seconds": 5}, "unsupported setting"),
+           ({"plan_options": {"bootstrap": "x"}}, "bootstrap"), ({"run": None}, "missing required arguments: run"),
+           ({"store_port": 70000}, "store_port")]
+    for over, match in bad:
+        with pytest.raises(a.AutoscaleError, match=match):
+            settings_mod.check_settings(settings_doc(tmp_path, **over))
+    with pytest.raises(a.AutoscaleError, match="cannot read the settings"):
+        settings_mod.load_settings(str(tmp_path / "missing.json"))
+
+
+def test_check_mode_reads_the_start_inventory_and_the_catalog(tmp_path, capsys):
+    start = tmp_path / "start.yml"
+    start.write_text(json.dumps(desired_mod.inventory_doc({"m1": "sim.medium", "m2": "sim.unknown"})))
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps(settings_doc(tmp_path)))
+    assert ctl_mod.main(["--check", str(path)]) == 2
+    assert "no price for sim.unknown" in capsys.readouterr().err
+    start.write_text(json.dumps(desired_mod.inventory_doc({"m1": "sim.medium", "m2": "sim.medium"})))
+    path.write_text(json.dumps(settings_doc(tmp_path, max_hourly_cost=0.02)))
+    assert ctl_mod.main(["--check", str(path)]) == 2
+    assert "outside the guardrails" in capsys.readouterr().err
+    path.write_text(json.dumps(settings_doc(tmp_path)))
+    assert ctl_mod.main(["--check", str(path)]) == 0
+    # as the playbook starts it: a fresh Python with the collection on PYTHONPATH
+    env = dict(os.environ, PYTHONPATH=os.path.join(REPO, ".build", "collections"))
+    proc = subprocess.run([sys.executable, "-m", ctl_mod.__name__, "--check", str(path)], env=env, cwd=str(tmp_path),
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_guardrails_are_the_planners_constraints():
+    guard = a.Guardrails(min_nodes=2, max_nodes=4, max_hourly_cost=0.1)
+    assert guard.plan_options() == {"max_nodes": 4, "node_counts": [2, 3, 4], "max_hourly_cost": 0.1}
+    assert guard.violations(1, 0.01) == ["1 node(s) < min_nodes 2"]
+    assert guard.violations(3, 0.3)[0].startswith("cluster costs") and guard.violations(3, 0.09) == []
+
+
+def _playbook_settings(tmp_path, **extra):
+    """The settings document playbooks/autoscale.yml writes, templated by Ansible's Templar from the play's
+    defaults (as -e gives them: strings), then serialized as the copy task does (to_nice_json)."""
+    import yaml  # pylint: disable=import-outside-toplevel
+    from ansible.parsing.dataloader import DataLoader  # pylint: disable=import-outside-toplevel
+    from ansible.template import Templar  # pylint: disable=import-outside-toplevel
+
+    from ...templating import trusted  # pylint: disable=import-outside-toplevel
+
+    play = yaml.safe_load(open(os.path.join(REPO, "playbooks", "autoscale.yml"), encoding="utf-8"))[0]
+    defaults = yaml.safe_load(open(os.path.join(REPO, "playbooks", "vars", "defaults.yml"), encoding="utf-8"))
+    task = [t for t in play["tasks"] if t.get("name") == "Write the controller's settings"][0]
+    variables = {k: v for k, v in defaults.items() if k.startswith("paramount_autoscale_")}
+    variables.update(play["vars"], **task["vars"])
+    variables.update(paramount_run="r", paramount_backend="local", paramount_results_dir=str(tmp_path / "results"),
+                     paramount_local_root=str(tmp_path / "runs"), paramount_catalog=CATALOG,
+                     paramount_objective="cost", paramount_plan_options={}, paramount_cpu_capacity=1.5,
+                     paramount_rdzv_store_host="", paramount_checkpoint_interval=0, paramount_sim_state="",
+                     paramount_autoscale_start_inventory=str(tmp_path / "start.yml"))
+    variables.update(extra)
+    templar = Templar(loader=DataLoader(), variables=trusted(variables))
+    text = templar.template(trusted(task["ansible.builtin.copy"]["content"]))
+    return play, json.loads(text)
+
+
+def test_the_playbooks_settings_document_passes_the_controllers_checks(tmp_path):
+    play, doc = _playbook_settings(tmp_path, paramount_autoscale_interval="10", paramount_autoscale_max_nodes="3",
+                                   paramount_autoscale_max_hourly_cost="0.1", paramount_checkpoint_interval="10",
+                                   paramount_autoscale_plan_within_guardrails="false")
+    assert set(doc) <= set(settings_mod.SETTINGS_SPEC)
+    settings = settings_mod.check_settings(doc)
+    assert settings.interval == 10.0 and settings.guardrails.max_nodes == 3
+    assert settings.guardrails.max_hourly_cost == 0.1 and settings.checkpoint_interval == 10
+    assert settings.plan_within_guardrails is False and settings.store_host == "127.0.0.1"
+    assert settings.plan_options == {"cpu_capacity": 1.5}  # the measured capacity on an emulated backend
+    _play, doc = _playbook_settings(tmp_path)  # the defaults: no cost guardrail, no checkpoint interval
+    settings = settings_mod.check_settings(doc)
+    assert settings.max_hourly_cost is None and settings.checkpoint_interval is None
+    assert settings.cooldown == a.Guardrails.cooldown_seconds and settings.plan_within_guardrails is True
+    # the module the playbook starts is the controller's entry point
+    assert play["vars"]["_controller_module"] == ctl_mod.__name__
