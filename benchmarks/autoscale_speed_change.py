@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "plugins" / "plugin_utils"))
+sys.path.insert(0, str(REPO))  # simcloud/ at the checkout root
 
 import simcloud  # noqa: E402  pylint: disable=wrong-import-position
 

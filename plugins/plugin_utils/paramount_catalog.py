@@ -20,10 +20,10 @@ An empty cell takes the default. An unknown column, or a bad value (negative, no
 starting with ``#`` are skipped.
 
 This is the one catalog loader of the collection: the optimize plugin, the cost ledger
-(``playbooks/files/paramount_ledger.py``) and the autoscale controller (``paramount_autoscale.py``) all
-read catalogs through ``load_catalog``. The module needs only the standard library, so the autoscale
-controller, which runs by path outside Ansible, can load it by its file path (the ledger imports this checkout
-as the collection).
+(``playbooks/files/paramount_ledger.py``), the autoscale controller (``autoscale/desired.py``), the lookup of
+the emulated types' CPU shares and the simulated cloud's instance types all read catalogs through
+``load_catalog``. The module needs only the standard library, so the simulated cloud (a tool of the checkout that
+runs by path, outside Ansible) can load it by its file path.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 try:
     from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common import ParamountError
-except ImportError:  # loaded by path by a script that runs outside Ansible (the autoscale controller)
+except ImportError:  # loaded by path by a tool that runs outside Ansible (simcloud/instance_types.py)
 
     class ParamountError(Exception):  # type: ignore[no-redef]
         """A problem with the catalog file; the message names the file, line and column."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_autoscale as pa
+from ansible_collections.paramount.cluster.plugins.plugin_utils.autoscale import desired as pa
 from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_catalog as pc
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common import ParamountError
 
@@ -157,28 +157,21 @@ def test_autoscale_reads_prices_through_the_loader(tmp_path):
         pa.read_prices(str(tmp_path / "missing.csv"))
 
 
-_OUTSIDE = """
+_CONTROLLER = """
 import json, sys
-sys.path = [p for p in sys.path if "collections" not in p]
-try:
-    import ansible_collections.paramount.cluster  # noqa
-    print("importable")
-except ImportError:
-    pass
-sys.path.insert(0, %r)
-import paramount_autoscale
-print(json.dumps(paramount_autoscale.read_prices(sys.argv[1])))
+from ansible_collections.paramount.cluster.plugins.plugin_utils.autoscale.desired import read_prices
+print(json.dumps(read_prices(sys.argv[1])))
 """
 
 
-def test_scripts_run_by_path_use_the_loader_without_the_collection_on_sys_path(tmp_path):
-    """playbooks/autoscale.yml and report.yml run the controller and the ledger by path, without the
-    collection on sys.path: both still read the catalog through paramount_catalog (an empty price too)."""
+def test_scripts_use_the_loader(tmp_path):
+    """The autoscale controller (run with the collection importable, as playbooks/autoscale.yml runs it) and the
+    ledger (report.yml runs it by path) both read the catalog through paramount_catalog (an empty price too)."""
     cat = _write(tmp_path, HEAD + ",cpu_share\nsim.small,1,1,0,0.01,src,0.15\nsim.medium,1,1,0,,src,0.3\n")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    script = _OUTSIDE % str(REPO / "plugins" / "plugin_utils")
-    out = subprocess.run([sys.executable, "-c", script, cat], cwd=str(tmp_path), env=env, capture_output=True,
-                         text=True, check=True).stdout.split()
+    controller_env = dict(env, PYTHONPATH=str(REPO / ".build" / "collections"))
+    out = subprocess.run([sys.executable, "-c", _CONTROLLER, cat], cwd=str(tmp_path), env=controller_env,
+                         capture_output=True, text=True, check=True).stdout.split()
     assert out == ['{"sim.small":', '0.01}']
     # the ledger: one probe node of a type without a price
     results = tmp_path / "results"
