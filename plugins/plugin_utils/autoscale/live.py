@@ -9,9 +9,12 @@ contract, and a partial last line of a growing log is dropped like any corrupt l
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
+import statistics
 
+from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_decision as dec
 from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_logs as logs
 
 # a formation's first iterations (start-up, re-forming) are not its steady speed
@@ -71,9 +74,7 @@ class Formation:
         steady = ordered[skip:][-last:]
         if len(steady) < MIN_STEADY_ITERATIONS:
             return None
-        values = sorted(self.steps[s] for s in steady)
-        mid = len(values) // 2
-        return values[mid] if len(values) % 2 else 0.5 * (values[mid - 1] + values[mid])
+        return statistics.median(self.steps[s] for s in steady)
 
     def steady_iterations(self, skip=STEADY_SKIP_ITERATIONS):
         return max(0, len(self.steps) - skip)
@@ -170,12 +171,10 @@ def timeline_rows(state, prices):
     forms = state.formations
     for i, form in enumerate(forms):
         end = forms[i + 1].started if i + 1 < len(forms) else max(list(form.step_times.values()) + [form.started])
-        by_type = {}
-        for t in form.hosts.values():
-            by_type[t] = by_type.get(t, 0) + 1
+        by_type = dict(collections.Counter(form.hosts.values()))
         spi = form.seconds_per_iteration(last=len(form.steps))
         throughput = form.world_size * form.local_batch / spi if spi else None
-        cost += form.hourly_cost(prices) * max(0.0, end - form.started) / 3600.0
+        cost += dec.cost_of(form.hourly_cost(prices), max(0.0, end - form.started))
         rows.append({"formation": form.formation_id, "start": form.started, "end": end, "nodes_by_type": by_type,
                      "throughput": throughput, "cost_so_far": cost, "samples_seen": form.samples_seen})
     return rows
