@@ -63,7 +63,7 @@ def load_ledger():
 
 def emulated_types(backend):
     catalog = paramount_catalog.load_catalog(str(CATALOG))
-    return {t: e for t, e in sorted(catalog.items()) if t.startswith(backend + ".") and e.cpu_share}
+    return dict(sorted(paramount_catalog.emulated_entries(catalog, backend).items()))
 
 
 def predicted_candidates(plan_json):

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 CHECKOUT = Path(__file__).resolve().parent.parent
-SIM_TYPE_PREFIX = "sim."
+SIM_BACKEND = "sim"  # its types are the catalog's sim.* rows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,8 +51,7 @@ def load_sim_types(catalog_path=None):
     catalog = catalog_module.load_catalog(str(catalog_path or CHECKOUT / "catalogs" / "default.csv"))
     return {
         name: SimType(name, entry.cpu_share, int(round(entry.memory_gib * 1024)), int(entry.vcpus), entry.price_per_hour)
-        for name, entry in catalog.items()
-        if name.startswith(SIM_TYPE_PREFIX) and entry.cpu_share is not None
+        for name, entry in catalog_module.emulated_entries(catalog, SIM_BACKEND).items()
     }
 
 

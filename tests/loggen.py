@@ -13,7 +13,11 @@ import json
 import os
 import random
 
-from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_catalog import default_catalog_path, load_catalog
+from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_catalog import (
+    default_catalog_path,
+    emulated_entries,
+    load_catalog,
+)
 
 
 class SimpleTiming:
@@ -132,7 +136,7 @@ def emulated_speeds(catalog_path=None):
     """{type: cpu_share} of the catalog's emulated types (the rows with a cpu_share; default: the shipped catalog):
     an emulated node computes at its share of one CPU."""
     catalog = load_catalog(catalog_path or default_catalog_path())
-    return {name: entry.cpu_share for name, entry in catalog.items() if entry.cpu_share is not None}
+    return {name: entry.cpu_share for name, entry in emulated_entries(catalog).items()}
 
 
 SIM_SPEED = emulated_speeds()

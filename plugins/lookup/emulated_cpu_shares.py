@@ -53,6 +53,7 @@ from ansible.plugins.lookup import LookupBase
 
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_catalog import (
     default_catalog_path,
+    emulated_entries,
     load_catalog,
 )
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common import ParamountError
@@ -63,9 +64,7 @@ EMULATING_BACKENDS = ("local", "sim")
 def emulated_cpu_shares(backend, catalog_path=None):
     """{type: cpu_share} of the catalog's ``<backend>.*`` rows that have a cpu_share, in the catalog's order."""
     catalog = load_catalog(catalog_path or default_catalog_path())
-    prefix = backend + "."
-    return {name: entry.cpu_share for name, entry in catalog.items()
-            if name.startswith(prefix) and entry.cpu_share is not None}
+    return {name: entry.cpu_share for name, entry in emulated_entries(catalog, backend).items()}
 
 
 class LookupModule(LookupBase):

@@ -175,3 +175,11 @@ def load_catalog(path: str) -> dict[str, CatalogEntry]:
         extra = {k: v for k, v in extra.items() if v is not None}
         entries[itype] = CatalogEntry(itype, vcpus, memory, gpus, price, source, problem, **extra)
     return entries
+
+
+def emulated_entries(catalog: dict, backend: str | None = None) -> dict[str, CatalogEntry]:
+    """The emulated types of a loaded catalog: its rows with a ``cpu_share``, in the catalog's order; with
+    ``backend`` (local, sim) only that backend's ``<backend>.*`` rows."""
+    prefix = None if backend is None else backend + "."
+    return {name: entry for name, entry in catalog.items()
+            if entry.cpu_share is not None and (prefix is None or name.startswith(prefix))}
