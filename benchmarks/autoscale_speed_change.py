@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # simcloud/ at the checkout root
 
 import simcloud  # noqa: E402  pylint: disable=wrong-import-position
+from tests.playbook_env import ansible_command, ansible_settings, link_collection  # noqa: E402  pylint: disable=wrong-import-position
 
 # playbooks/autoscale.yml lets its controller overrun max_seconds by one playbook run (its _playbook_timeout)
 CONTROLLER_OVERRUN_SECONDS = 900
@@ -51,14 +52,9 @@ def live_records(folder):
     return read_records(str(folder))
 
 
-def ansible_playbook():
-    return str(Path(sys.executable).parent / "ansible-playbook")
-
-
 def env_for(collections, work, run):
-    return {"ANSIBLE_COLLECTIONS_PATH": str(collections), "ANSIBLE_HOST_KEY_CHECKING": "False",
-            "PARAMOUNT_WORKDIR": str(work), "PARAMOUNT_BACKEND": "sim", "PARAMOUNT_RUN": run,
-            "ANSIBLE_LOCAL_TEMP": str(work / ".ansible-tmp")}
+    return ansible_settings(collections, local_temp=work / ".ansible-tmp", workdir=work, run=run, backend="sim",
+                            ANSIBLE_HOST_KEY_CHECKING="False")
 
 
 def run(cloud, argv, env, timeout):
@@ -81,7 +77,7 @@ def train(cloud, collections, work, mode, start_inventory, probe_dir, args, chos
              "paramount_autoscale_max_seconds=%d" % args.max_seconds]
     if mode == "static":  # observe only: no trigger can fire
         extra += ["paramount_autoscale_margin=1000000", "paramount_autoscale_threshold=1000000"]
-    argv = [ansible_playbook(), "paramount.cluster.autoscale"]
+    argv = [ansible_command("ansible-playbook"), "paramount.cluster.autoscale"]
     for item in extra:
         argv += ["-e", item]
     changed = {}
@@ -106,7 +102,7 @@ def train(cloud, collections, work, mode, start_inventory, probe_dir, args, chos
         changed.setdefault("at", None)
         watcher.join(5)
         cloud.set_cpu(chosen_type, simcloud.SIM_TYPES[chosen_type].cpu)
-        run(cloud, [ansible_playbook(), "paramount.cluster.teardown"], env, timeout=600)
+        run(cloud, [ansible_command("ansible-playbook"), "paramount.cluster.teardown"], env, timeout=600)
     summary = json.loads((results / "autoscale" / "summary.json").read_text())
     decisions = [json.loads(line) for line in (results / "autoscale" / "decisions.jsonl").read_text().splitlines()]
     return {"mode": mode, "seconds": summary["seconds"], "cost": summary["cost"], "wall": time.time() - started,
@@ -127,10 +123,7 @@ def main():
     if reasons:
         raise SystemExit("needs the simulated cloud: " + "; ".join(reasons))
     tmp = Path(tempfile.mkdtemp(prefix="paramount-bench-autoscale-"))
-    collections = tmp / "collections"
-    link = collections / "ansible_collections" / "paramount" / "cluster"
-    link.parent.mkdir(parents=True)
-    link.symlink_to(REPO)
+    collections = link_collection(tmp / "collections")
     sys.path.insert(0, str(collections))
     work = tmp / "work"
     work.mkdir()
@@ -140,7 +133,8 @@ def main():
         probe_book = tmp / "probe.yml"
         probe_book.write_text(PROBE_PLAYBOOK)
         t0 = time.time()
-        run(cloud, [ansible_playbook(), str(probe_book)], env_for(collections, work, "bench-probe"), timeout=1500)
+        run(cloud, [ansible_command("ansible-playbook"), str(probe_book)], env_for(collections, work, "bench-probe"),
+            timeout=1500)
         plan = json.loads((work / "results" / "bench-probe" / "plan" / "plan.json").read_text())
         chosen = plan["chosen"]
         print("probe and plan: %.0f s; static plan: %d x %s, predicted %.0f s, %.6f USD"

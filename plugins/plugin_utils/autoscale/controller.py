@@ -40,6 +40,7 @@ from ansible_collections.paramount.cluster.plugins.plugin_utils.autoscale.live i
     timeline_rows,
 )
 from ansible_collections.paramount.cluster.plugins.plugin_utils.autoscale.policy import (
+    TRAINING_PHASE,
     AutoscaleError,
     Decision,
     decide,
@@ -186,7 +187,7 @@ class Controller:
         form = state.current
         return (not state.completed and not lost and form is not None and not form.ended
                 and set(form.hosts) == set(self.desired)
-                and form.steady_iterations() >= self.policy.min_iterations)
+                and form.steady_iterations(TRAINING_PHASE) >= self.policy.min_iterations)
 
     def loop(self, max_rounds=settings_mod.DEFAULT_MAX_ROUNDS):
         started = self.clock()

@@ -67,17 +67,23 @@ class Formation:
     last_step: int = -1
     samples_seen: int = 0
 
-    def seconds_per_iteration(self, skip=STEADY_SKIP_ITERATIONS, last=STEADY_WINDOW_ITERATIONS):
-        """Median step time of the steady steps (the first ``skip`` steps of a formation are dropped),
-        over the latest ``last`` of them; None until there are enough."""
-        ordered = sorted(self.steps)
-        steady = ordered[skip:][-last:]
+    def _steady_steps(self, phase=None, skip=STEADY_SKIP_ITERATIONS):
+        """The formation's steps after its first ``skip``, in order; only those of ``phase`` when given."""
+        return [s for s in sorted(self.steps)[skip:] if phase is None or self.phases.get(s) == phase]
+
+    def seconds_per_iteration(self, phase=None, skip=STEADY_SKIP_ITERATIONS, last=STEADY_WINDOW_ITERATIONS):
+        """Median step time of the steady steps (the first ``skip`` steps of a formation are dropped), of one
+        ``phase`` when given, over the latest ``last`` of them; None until there are enough.
+
+        A phase's steps cost what that phase computes (warm-up steps train the generator alone), so a speed that
+        is compared with a prediction for one phase is measured in that phase only."""
+        steady = self._steady_steps(phase, skip)[-last:]
         if len(steady) < MIN_STEADY_ITERATIONS:
             return None
         return statistics.median(self.steps[s] for s in steady)
 
-    def steady_iterations(self, skip=STEADY_SKIP_ITERATIONS):
-        return max(0, len(self.steps) - skip)
+    def steady_iterations(self, phase=None, skip=STEADY_SKIP_ITERATIONS):
+        return len(self._steady_steps(phase, skip))
 
     def hourly_cost(self, prices):
         return sum(float(prices.get(t, 0.0)) for t in self.hosts.values())

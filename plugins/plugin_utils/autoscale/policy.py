@@ -133,10 +133,12 @@ def decide(state, plan, desired, prices, guardrails, policy, now, last_change=No
                         target=_target_of(desired, prices), figures=figures)
     if form is None:
         return Decision("wait", "no formation has logged yet", figures=figures)
-    spi = form.seconds_per_iteration()
+    # the plan predicts the phase the remaining iterations run in: the formation is measured in that phase only
+    spi = form.seconds_per_iteration(TRAINING_PHASE)
+    steady = form.steady_iterations(TRAINING_PHASE)
     figures.update(seconds_per_iteration=spi, world_size=form.world_size,
                    hourly_cost=round(form.hourly_cost(prices), 6),
-                   steady_iterations=form.steady_iterations())
+                   steady_iterations=steady, phase=TRAINING_PHASE)
     if form.ended:
         statuses = sorted({str(r.get("status")) for r in form.ended.values()})
         return Decision("wait", "the running group ended (%s): its agents re-form it" % ", ".join(statuses),
@@ -144,9 +146,9 @@ def decide(state, plan, desired, prices, guardrails, policy, now, last_change=No
     if set(form.hosts) != set(desired):
         return Decision("wait", "the group is re-forming (running %s, wanted %s)"
                         % (",".join(sorted(form.hosts)), ",".join(sorted(desired))), figures=figures)
-    if spi is None or form.steady_iterations() < policy.min_iterations:
-        return Decision("wait", "measuring: %d steady iteration(s) of this formation, %d needed"
-                        % (form.steady_iterations(), policy.min_iterations), figures=figures)
+    if spi is None or steady < policy.min_iterations:
+        return Decision("wait", "measuring: %d steady %s iteration(s) of this formation, %d needed"
+                        % (steady, TRAINING_PHASE, policy.min_iterations), figures=figures)
     ranks_per_node = max(1, form.world_size // max(1, len(form.hosts)))
     cur_seconds, cur_cost = _remaining(spi, len(form.hosts), ranks_per_node, form.local_batch,
                                        state.remaining_samples, form.hourly_cost(prices))

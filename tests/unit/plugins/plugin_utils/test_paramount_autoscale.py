@@ -23,9 +23,10 @@ WORKLOAD = "esrgan-autoscale-test"
 
 
 def formation_records(fid, hosts, t0, steps, spi, resume_samples=0, resume_step=0, batch=4, samples_per_epoch=400,
-                      epochs=10, end=None, run_id="r-train"):
+                      epochs=10, end=None, run_id="r-train", warmup_steps=0, warmup_spi=None):
     """Records of one formation (log contract v1, as the elastic trainer writes them): a start per host (one rank
-    per node), `steps` iterations of `spi` seconds."""
+    per node), `steps` iterations of `spi` seconds, the first `warmup_steps` of them warm-up steps of
+    `warmup_spi` seconds."""
     recs = []
     world = len(hosts)
     per_epoch = -(-samples_per_epoch // (world * batch))
@@ -37,9 +38,10 @@ def formation_records(fid, hosts, t0, steps, spi, resume_samples=0, resume_step=
                          resume_samples_seen=resume_samples, resume_step=resume_step))
         for i in range(steps):
             step = resume_step + i
+            seconds, phase = (warmup_spi, "warmup") if i < warmup_steps else (spi, "adversarial")
             recs.append(dict(base, event="iteration", time=t0 + (i + 1) * spi, step=step, epoch=step // per_epoch,
-                             iteration=step % per_epoch, seconds=spi, compute_seconds=spi, samples=batch,
-                             phase="adversarial"))
+                             iteration=step % per_epoch, seconds=seconds, compute_seconds=seconds, samples=batch,
+                             phase=phase))
         if end:
             recs.append(dict(base, event="end", time=t0 + steps * spi + 1, status=end, seconds=steps * spi + 1,
                              samples_seen=resume_samples + steps * world * batch))
@@ -154,6 +156,18 @@ def test_wait_while_measuring_and_while_reforming():
     state = state_of({"n-large": "sim.large"}, steps=30)
     d = a.decide(state, None, HETERO, PRICES, GUARD, POLICY, now=0)
     assert d.action == "wait" and "re-forming" in d.reason
+
+
+def test_the_running_formation_is_judged_by_its_steps_in_the_phase_the_plan_predicts():
+    # warm-up steps train the generator alone: 4x cheaper here than the adversarial steps the plan predicts
+    state = state_of(HETERO, steps=12, spi=2.0, warmup_steps=10, warmup_spi=0.5)
+    d = a.decide(state, plan_with("sim.medium", 1, spi=0.8), HETERO, PRICES, GUARD, POLICY, now=1000.0)
+    assert d.action == "wait" and "steady adversarial iteration" in d.reason, d.reason
+    state = state_of(HETERO, steps=16, spi=2.0, warmup_steps=10, warmup_spi=0.5)
+    assert state.current.seconds_per_iteration() == pytest.approx(0.5)  # over all phases: mostly warm-up steps
+    d = a.decide(state, plan_with("sim.medium", 1, spi=0.8), HETERO, PRICES, GUARD, POLICY, now=1000.0)
+    assert d.figures["seconds_per_iteration"] == pytest.approx(2.0) and d.figures["phase"] == "adversarial"
+    assert d.action == "replace", d.reason
 
 
 def test_lost_nodes_are_restored_and_completion_finishes():
