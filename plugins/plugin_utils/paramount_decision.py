@@ -4,7 +4,7 @@
 """Decision: price every candidate, apply the constraints, rank by the objective, find the Pareto
 front, and work out which nodes to start, stop and keep against the current inventory.
 
-It only needs something with ``predict(instance_type, nodes)`` (``paramount_model.ScalingModel``
+It only needs something with ``predict(instance_type, nodes)`` (``model.scaling.ScalingModel``
 or any replacement) and the catalog, so it can be tested and replaced on its own.
 """
 

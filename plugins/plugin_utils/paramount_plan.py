@@ -3,7 +3,7 @@
 # Apache License 2.0 (see galaxy.yml)
 """The optimize task as plain Python: options in, plan (and files) out.
 
-``optimize(args)`` wires measurement (paramount_logs), model (paramount_model), decision
+``optimize(args)`` wires measurement (paramount_logs), model (model.scaling), decision
 (paramount_decision) and outputs (paramount_outputs). It raises ParamountError for bad input and
 returns a result dict in the shape the action plugin returns.
 """
@@ -30,7 +30,7 @@ from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common
 )
 from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_decision as dec
 from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_logs as logs
-from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_model as model_mod
+from ansible_collections.paramount.cluster.plugins.plugin_utils.model import scaling
 from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_outputs as outputs
 
 try:
@@ -192,7 +192,7 @@ def optimize(args, check_mode=False):
     measurement = logs.measure(a["results_dir"], exclude=[a["output_dir"]], drop_first=a["warmup_drop"],
                                ranks_per_node=a["ranks_per_node"],
                                cpu_bound_types={t for t, entry in catalog.items() if entry.cpu_share is not None})
-    model = model_mod.ScalingModel(measurement, epochs=a["epochs"], ranks_per_node=a["ranks_per_node"],
+    model = scaling.ScalingModel(measurement, epochs=a["epochs"], ranks_per_node=a["ranks_per_node"],
                                    n_boot=a["bootstrap"])
     if a["instance_types"]:
         types = list(dict.fromkeys(a["instance_types"]))

@@ -8,7 +8,7 @@ import pytest
 from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_decision as dec
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_catalog import CatalogEntry
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common import ParamountError
-from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_model import Prediction, Unpredictable
+from ansible_collections.paramount.cluster.plugins.plugin_utils.model.scaling import Prediction, Unpredictable
 
 
 class FakeModel:

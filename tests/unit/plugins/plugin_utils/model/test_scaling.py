@@ -7,11 +7,11 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_logs as pl
-from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_model as pm
+from ansible_collections.paramount.cluster.plugins.plugin_utils.model import scaling as pm
 from ansible_collections.paramount.cluster.plugins.plugin_utils.model import fitting
 from tests import loggen as lg
 
-from .optimize_testlib import probe
+from ..optimize_testlib import probe
 
 
 def _est(v, se=None):
