@@ -14,7 +14,7 @@ import dataclasses
 import os
 import statistics
 
-from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_decision as dec
+from ansible_collections.paramount.cluster.plugins.plugin_utils.decision import billing
 from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_logs as logs
 
 # a formation's first iterations (start-up, re-forming) are not its steady speed
@@ -174,7 +174,7 @@ def timeline_rows(state, prices):
         by_type = dict(collections.Counter(form.hosts.values()))
         spi = form.seconds_per_iteration(last=len(form.steps))
         throughput = form.world_size * form.local_batch / spi if spi else None
-        cost += dec.cost_of(form.hourly_cost(prices), max(0.0, end - form.started))
+        cost += billing.cost_of(form.hourly_cost(prices), max(0.0, end - form.started))
         rows.append({"formation": form.formation_id, "start": form.started, "end": end, "nodes_by_type": by_type,
                      "throughput": throughput, "cost_so_far": cost, "samples_seen": form.samples_seen})
     return rows
