@@ -312,7 +312,7 @@ def main(results_dir, catalog_csv):
     if train:
         figure = results / "measured_vs_predicted.png"
         points = list(plan.get("cross_check") or []) + trained_points(train, chosen)
-        figure.write_bytes(plan_module("paramount_outputs").render_measured_vs_predicted(
+        figure.write_bytes(plan_module("outputs.report").render_measured_vs_predicted(
             points, title="Measured against predicted: probes and the trained job"))
         ledger["figure"] = str(figure)
         ledger["figure_points"] = points

@@ -33,7 +33,8 @@ from ansible_collections.paramount.cluster.plugins.plugin_utils.decision import 
 from ansible_collections.paramount.cluster.plugins.plugin_utils.decision import inventory
 from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_logs as logs
 from ansible_collections.paramount.cluster.plugins.plugin_utils.model import scaling
-from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_outputs as outputs
+from ansible_collections.paramount.cluster.plugins.plugin_utils.clap.cluster import clap_cluster_config, clap_template_id, validate_clap_cluster
+from ansible_collections.paramount.cluster.plugins.plugin_utils.outputs.files import PLAN_FILE, clean_json, write_outputs
 
 try:
     import yaml
@@ -220,10 +221,10 @@ def optimize(args, check_mode=False):
         keep, start, stop, rdzv = inventory.plan_nodes(chosen.instance_type, chosen.nodes, current_slots, current_rdzv,
                                                        a["run_name"])
         desired = inventory.desired_inventory(chosen.instance_type, sorted(keep + start), rdzv)
-        clap_doc = outputs.clap_cluster_config(chosen.instance_type, chosen.nodes, a["run_name"],
-                                               setups=a["clap_setups"], role=a["clap_role"],
-                                               setup_action=a["clap_setup_action"])
-        problems = outputs.validate_clap_cluster(clap_doc, known_setups=a["clap_setups"] or ())
+        clap_doc = clap_cluster_config(chosen.instance_type, chosen.nodes, a["run_name"],
+                                       setups=a["clap_setups"], role=a["clap_role"],
+                                       setup_action=a["clap_setup_action"])
+        problems = validate_clap_cluster(clap_doc, known_setups=a["clap_setups"] or ())
         if problems:  # pragma: no cover - a bug, not a user error
             raise ParamountError("internal error: generated CLAP file is invalid: %s" % "; ".join(problems))
     else:
@@ -243,7 +244,7 @@ def optimize(args, check_mode=False):
         "rendezvous": rdzv,
         "desired_inventory": desired,
         "clap": ({"cluster": next(iter(clap_doc["clusters"])),
-                  "template_ids": {chosen.instance_type: outputs.clap_template_id(chosen.instance_type)}}
+                  "template_ids": {chosen.instance_type: clap_template_id(chosen.instance_type)}}
                  if clap_doc else None),
         "workload": measurement.workload,
         "job": {"samples_per_epoch": measurement.job.samples_per_epoch, "local_batch": measurement.job.local_batch,
@@ -262,12 +263,12 @@ def optimize(args, check_mode=False):
     plan["runner_up"] = candidates.runner_up(ordered, chosen, a["objective"])
     if failure:
         plan["message"] = failure
-    plan = outputs.clean_json(plan)
+    plan = clean_json(plan)
 
     files, changed = [], []
     if not check_mode:
-        files, changed = outputs.write_outputs(a["output_dir"], plan, measurement, ordered, chosen, clap_doc,
-                                               plots=a["plots"])
+        files, changed = write_outputs(a["output_dir"], plan, measurement, ordered, chosen, clap_doc,
+                                       plots=a["plots"])
     result = {
         "changed": bool(changed),
         "plan": plan,
@@ -281,6 +282,6 @@ def optimize(args, check_mode=False):
                             fmt_money(chosen.predicted_cost), fmt_money(s_total), len(start), len(stop), len(keep)))
     else:
         result["failed"] = True
-        result["msg"] = "%s (plan written to %s)" % (failure, os.path.join(a["output_dir"], outputs.PLAN_FILE)) \
+        result["msg"] = "%s (plan written to %s)" % (failure, os.path.join(a["output_dir"], PLAN_FILE)) \
             if not check_mode else failure
     return result
