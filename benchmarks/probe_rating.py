@@ -42,7 +42,8 @@ sys.path.insert(0, str(REPO / ".build" / "collections"))
 # pylint: disable=wrong-import-position
 import emulated_cluster as ec  # noqa: E402
 from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_capacity  # noqa: E402
-from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_logs  # noqa: E402
+from ansible_collections.paramount.cluster.plugins.plugin_utils.measurement.estimates import measure  # noqa: E402
+from ansible_collections.paramount.cluster.plugins.plugin_utils.measurement.records import read_log_file  # noqa: E402
 from ansible_collections.paramount.cluster.plugins.plugin_utils.model import scaling  # noqa: E402
 
 PHASES = ("warmup", "adversarial")
@@ -69,7 +70,7 @@ def strip_windows(src, dst):
 
 def rate(logdir):
     """The product's prediction for 1 node of each type: {type: {phase: s/step, 'init': s}}."""
-    measurement = paramount_logs.measure(str(logdir))
+    measurement = measure(str(logdir))
     model = scaling.ScalingModel(measurement, n_boot=20)
     out = {}
     for t in measurement.types():
@@ -92,7 +93,7 @@ def steady_seconds(steps):
 def reference(logdir):
     """(type, {phase: steady s/step, 'init': s}) of a homogeneous 1-node run, from its records alone."""
     (path,) = Path(logdir).glob("*.log")
-    records = paramount_logs.read_log_file(str(path)).records  # the log contract's one reader
+    records = read_log_file(str(path)).records  # the log contract's one reader
     (itype,) = {r["instance_type"] for r in records if r.get("event") == "start"}
     values = {}
     for phase in PHASES:

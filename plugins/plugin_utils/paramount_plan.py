@@ -3,9 +3,10 @@
 # Apache License 2.0 (see galaxy.yml)
 """The optimize task as plain Python: options in, plan (and files) out.
 
-``optimize(args)`` wires measurement (paramount_logs), model (model.scaling), decision
-(decision: billing, candidates, inventory) and outputs (paramount_outputs). It raises ParamountError for bad input and
-returns a result dict in the shape the action plugin returns.
+``optimize(args)`` wires the stages, one package each: measurement (``measurement.estimates.measure``), model
+(``model.scaling``), decision (``decision.candidates``, billed by ``decision.billing``, slots by
+``decision.inventory``), clap (``clap.cluster``) and outputs (``outputs.files``). It raises ParamountError for bad
+input and returns a result dict in the shape the action plugin returns.
 """
 
 from __future__ import annotations
@@ -14,6 +15,19 @@ import math
 import os
 from collections import Counter
 
+from ansible_collections.paramount.cluster.plugins.plugin_utils.clap.cluster import (
+    clap_cluster_config,
+    clap_template_id,
+    validate_clap_cluster,
+)
+from ansible_collections.paramount.cluster.plugins.plugin_utils.decision import billing, candidates, inventory
+from ansible_collections.paramount.cluster.plugins.plugin_utils.measurement.estimates import measure
+from ansible_collections.paramount.cluster.plugins.plugin_utils.model import scaling
+from ansible_collections.paramount.cluster.plugins.plugin_utils.outputs.files import (
+    PLAN_FILE,
+    clean_json,
+    write_outputs,
+)
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_args import (
     ARGUMENT_SPEC,
     DEFAULT_MAX_NODES,
@@ -28,13 +42,6 @@ from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common
     fmt_money,
     fmt_seconds,
 )
-from ansible_collections.paramount.cluster.plugins.plugin_utils.decision import billing
-from ansible_collections.paramount.cluster.plugins.plugin_utils.decision import candidates
-from ansible_collections.paramount.cluster.plugins.plugin_utils.decision import inventory
-from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_logs as logs
-from ansible_collections.paramount.cluster.plugins.plugin_utils.model import scaling
-from ansible_collections.paramount.cluster.plugins.plugin_utils.clap.cluster import clap_cluster_config, clap_template_id, validate_clap_cluster
-from ansible_collections.paramount.cluster.plugins.plugin_utils.outputs.files import PLAN_FILE, clean_json, write_outputs
 
 try:
     import yaml
@@ -192,9 +199,9 @@ def optimize(args, check_mode=False):
     a = normalize_args(args)
     catalog = load_catalog(a["catalog"])
     current_slots, current_rdzv = read_current_inventory(a["current_inventory"])
-    measurement = logs.measure(a["results_dir"], exclude=[a["output_dir"]], drop_first=a["warmup_drop"],
-                               ranks_per_node=a["ranks_per_node"],
-                               cpu_bound_types={t for t, entry in catalog.items() if entry.cpu_share is not None})
+    measurement = measure(a["results_dir"], exclude=[a["output_dir"]], drop_first=a["warmup_drop"],
+                          ranks_per_node=a["ranks_per_node"],
+                          cpu_bound_types={t for t, entry in catalog.items() if entry.cpu_share is not None})
     model = scaling.ScalingModel(measurement, epochs=a["epochs"], ranks_per_node=a["ranks_per_node"],
                                    n_boot=a["bootstrap"])
     if a["instance_types"]:

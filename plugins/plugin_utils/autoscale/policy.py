@@ -13,13 +13,12 @@ import dataclasses
 import math
 
 from ansible_collections.paramount.cluster.plugins.plugin_utils.decision import candidates
-from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_logs as logs
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_args import ARGUMENT_SPEC, DEFAULT_MAX_NODES
-from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common import ParamountError
+from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common import TRAINING_PHASES, ParamountError
 
 OBJECTIVES = tuple(ARGUMENT_SPEC["objective"]["choices"])
 # the phase a running training spends its remaining iterations in: the last one of the log contract
-TRAINING_PHASE = logs.PHASES[-1]
+TRAINING_PHASE = TRAINING_PHASES[-1]
 # decisions: wait, hold, replace, restore, refuse, finish; what acting did: changed, failed
 QUIET_ACTIONS = ("wait", "hold")
 
