@@ -203,7 +203,7 @@ def optimize(args, check_mode=False):
                           ranks_per_node=a["ranks_per_node"],
                           cpu_bound_types={t for t, entry in catalog.items() if entry.cpu_share is not None})
     model = scaling.ScalingModel(measurement, epochs=a["epochs"], ranks_per_node=a["ranks_per_node"],
-                                   n_boot=a["bootstrap"])
+                                 n_boot=a["bootstrap"])
     if a["instance_types"]:
         types = list(dict.fromkeys(a["instance_types"]))
     else:

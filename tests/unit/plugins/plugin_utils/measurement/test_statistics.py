@@ -8,6 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 from ansible_collections.paramount.cluster.plugins.plugin_utils.measurement.statistics import fit_drift, robust_mean, warmup_cut
 
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.floats(0.001, 1000.0), min_size=1, max_size=40), st.floats(0.01, 100.0))
 def test_robust_mean_is_bounded_and_scale_equivariant(xs, c):
