@@ -101,7 +101,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(REPO))  # this checkout's synthetic log writer (tests/loggen.py), whatever --collection measures
 
-from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_logs as pl  # noqa: E402
+from ansible_collections.paramount.cluster.plugins.plugin_utils.measurement.estimates import measure  # noqa: E402
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_catalog import (  # noqa: E402
     default_catalog_path,
     load_catalog,
@@ -367,7 +367,7 @@ def sim_runs(path):
         if not (os.path.isdir(probe) and os.path.isdir(full)):
             continue
         try:
-            m = pl.measure(full)
+            m = measure(full)
             completed = [r for r in m.runs if r.status == "completed" and len(set(r.host_types.values())) == 1]
             r = optimize({"results_dir": probe, "bootstrap": 0, "plots": False,
                           "node_counts": sorted({x.nodes for x in completed}) or [1]}, check_mode=True)

@@ -45,7 +45,7 @@ sys.path.insert(0, str(REPO / ".build" / "collections"))  # this checkout as the
 import emulated_cluster as ec  # noqa: E402
 from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_capacity  # noqa: E402
 from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_catalog  # noqa: E402
-from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_decision  # noqa: E402
+from ansible_collections.paramount.cluster.plugins.plugin_utils.decision import billing  # noqa: E402
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_plan import optimize  # noqa: E402
 
 CATALOG = REPO / "catalogs" / "default.csv"
@@ -111,10 +111,9 @@ def measure_run(ledger, log_dir, candidate, price):
     nodes = ledger.read_nodes(log_dir)
     if any(n["status"] != "completed" for n in nodes.values()):
         raise SystemExit("training %s did not complete: %s" % (log_dir, {h: n["status"] for h, n in nodes.items()}))
-    billing = candidate["billing"]
-    rule = paramount_decision.BillingRule(float(billing["increment_seconds"]), float(billing["minimum_seconds"]))
-    comparison = ledger.compare_train(ledger.job_timeline(nodes), candidate, len(nodes), price, rule, 0.0,
-                                      paramount_decision)
+    bill = candidate["billing"]
+    rule = billing.BillingRule(float(bill["increment_seconds"]), float(bill["minimum_seconds"]))
+    comparison = ledger.compare_train(ledger.job_timeline(nodes), candidate, len(nodes), price, rule, 0.0, billing)
     return comparison["measured_seconds"], comparison["measured_cost"]
 
 

@@ -12,7 +12,7 @@ Each emulated type is a share of one CPU, throttled the way its backend throttle
 Per backend, with the real trainer under real torchrun (`python -m torch.distributed.run`) on loopback:
 1. probe: the shares together in mixed probe runs (one node each, as the local and sim probe clusters are),
    packed so that no run exceeds the capacity (paramount_capacity.cpu_capacity), --repeats times;
-2. the product's prediction for 1 node of each type (paramount_model.ScalingModel on that probe alone), with the
+2. the product's prediction for 1 node of each type (model.scaling.ScalingModel on that probe alone), with the
    compute-only windows (new) and without them (old: the per-step compute_seconds of the mixed job);
 3. reference: every share as a 1-node run of its own, --repeats times, side by side with references of the other
    shares of its probe group (the neighbours the probe's windows had), each phase's steady part at least
@@ -42,8 +42,9 @@ sys.path.insert(0, str(REPO / ".build" / "collections"))
 # pylint: disable=wrong-import-position
 import emulated_cluster as ec  # noqa: E402
 from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_capacity  # noqa: E402
-from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_logs  # noqa: E402
-from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_model  # noqa: E402
+from ansible_collections.paramount.cluster.plugins.plugin_utils.measurement.estimates import measure  # noqa: E402
+from ansible_collections.paramount.cluster.plugins.plugin_utils.measurement.records import read_log_file  # noqa: E402
+from ansible_collections.paramount.cluster.plugins.plugin_utils.model import scaling  # noqa: E402
 
 PHASES = ("warmup", "adversarial")
 RUN_TIMEOUT = 900.0  # seconds a run may take before it is killed (a run at 0.15 of a CPU takes about 2 minutes)
@@ -69,8 +70,8 @@ def strip_windows(src, dst):
 
 def rate(logdir):
     """The product's prediction for 1 node of each type: {type: {phase: s/step, 'init': s}}."""
-    measurement = paramount_logs.measure(str(logdir))
-    model = paramount_model.ScalingModel(measurement, n_boot=20)
+    measurement = measure(str(logdir))
+    model = scaling.ScalingModel(measurement, n_boot=20)
     out = {}
     for t in measurement.types():
         pred = model.predict(t, 1)
@@ -92,7 +93,7 @@ def steady_seconds(steps):
 def reference(logdir):
     """(type, {phase: steady s/step, 'init': s}) of a homogeneous 1-node run, from its records alone."""
     (path,) = Path(logdir).glob("*.log")
-    records = paramount_logs.read_log_file(str(path)).records  # the log contract's one reader
+    records = read_log_file(str(path)).records  # the log contract's one reader
     (itype,) = {r["instance_type"] for r in records if r.get("event") == "start"}
     values = {}
     for phase in PHASES:

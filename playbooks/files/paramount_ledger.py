@@ -18,7 +18,7 @@ warm-up and adversarial iterations (each iteration's step-end to step-end, the e
 Both costs are billed by the plan's rule: price x billed node-seconds, where a new node is billed its setup (the
 plan's assumption, the same on both sides) + the span, rounded up to the type's billing increment and at least
 its minimum, and a node kept from the probe pays only the seconds it adds (plan.json's `chosen.billing`; the
-billing rule and functions are the plan's own, paramount_decision's). The probe is billed the same way per node
+billing rule and functions are the plan's own, decision.billing's). The probe is billed the same way per node
 (setup + its trainer's life) against the plan's `search_cost`.
 `wall_seconds`, `node_seconds` and `cost` are the logged first-to-last-record figures of earlier versions
 (unbilled), kept for readers of ledger.json.
@@ -221,7 +221,7 @@ def _fmt(value, digits=1):
 
 def main(results_dir, catalog_csv):
     results = Path(results_dir)
-    decision = plan_module("paramount_decision")
+    decision = plan_module("decision.billing")
     # a type with no usable price (an empty cell included) is priced like an unknown type: NaN
     catalog = load_catalog(catalog_csv)
     prices = {t: e.price_per_hour for t, e in catalog.items() if e.price_per_hour is not None}
@@ -312,7 +312,7 @@ def main(results_dir, catalog_csv):
     if train:
         figure = results / "measured_vs_predicted.png"
         points = list(plan.get("cross_check") or []) + trained_points(train, chosen)
-        figure.write_bytes(plan_module("paramount_outputs").render_measured_vs_predicted(
+        figure.write_bytes(plan_module("outputs.report").render_measured_vs_predicted(
             points, title="Measured against predicted: probes and the trained job"))
         ledger["figure"] = str(figure)
         ledger["figure_points"] = points

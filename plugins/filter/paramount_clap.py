@@ -13,7 +13,7 @@ import re
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common import slug
-from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_outputs import (
+from ansible_collections.paramount.cluster.plugins.plugin_utils.clap.cluster import (
     CLAP_TEMPLATE_PREFIX,
     clap_template_id as _clap_template_id,
 )
@@ -34,7 +34,7 @@ _STOPPED_RE = re.compile(r"^Stopped: ([0-9a-f]{32})$", re.M)
 
 
 def clap_template_id(instance_type, prefix=CLAP_TEMPLATE_PREFIX):
-    """The CLAP instance template id of an instance type (paramount_outputs.clap_template_id)."""
+    """The CLAP instance template id of an instance type (``clap.cluster.clap_template_id`` of plugin_utils)."""
     return _clap_template_id(str(instance_type), prefix)
 
 

@@ -3,9 +3,10 @@
 # Apache License 2.0 (see galaxy.yml)
 """The optimize task as plain Python: options in, plan (and files) out.
 
-``optimize(args)`` wires measurement (paramount_logs), model (paramount_model), decision
-(paramount_decision) and outputs (paramount_outputs). It raises ParamountError for bad input and
-returns a result dict in the shape the action plugin returns.
+``optimize(args)`` wires the stages, one package each: measurement (``measurement.estimates.measure``), model
+(``model.scaling``), decision (``decision.candidates``, billed by ``decision.billing``, slots by
+``decision.inventory``), clap (``clap.cluster``) and outputs (``outputs.files``). It raises ParamountError for bad
+input and returns a result dict in the shape the action plugin returns.
 """
 
 from __future__ import annotations
@@ -14,6 +15,19 @@ import math
 import os
 from collections import Counter
 
+from ansible_collections.paramount.cluster.plugins.plugin_utils.clap.cluster import (
+    clap_cluster_config,
+    clap_template_id,
+    validate_clap_cluster,
+)
+from ansible_collections.paramount.cluster.plugins.plugin_utils.decision import billing, candidates, inventory
+from ansible_collections.paramount.cluster.plugins.plugin_utils.measurement.estimates import measure
+from ansible_collections.paramount.cluster.plugins.plugin_utils.model import scaling
+from ansible_collections.paramount.cluster.plugins.plugin_utils.outputs.files import (
+    PLAN_FILE,
+    clean_json,
+    write_outputs,
+)
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_args import (
     ARGUMENT_SPEC,
     DEFAULT_MAX_NODES,
@@ -28,10 +42,6 @@ from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common
     fmt_money,
     fmt_seconds,
 )
-from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_decision as dec
-from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_logs as logs
-from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_model as model_mod
-from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_outputs as outputs
 
 try:
     import yaml
@@ -118,7 +128,7 @@ def read_current_inventory(value):
     if value is None or value == "":
         return {}, None
     if isinstance(value, dict):
-        return dec.parse_inventory(value, "current_inventory")
+        return inventory.parse_inventory(value, "current_inventory")
     if not isinstance(value, str):
         raise ParamountError("option current_inventory must be a path to a YAML inventory or a mapping")
     try:
@@ -131,7 +141,7 @@ def read_current_inventory(value):
     except yaml.YAMLError as exc:
         raise ParamountError("current_inventory %s is not valid YAML (%s)" % (value, str(exc).splitlines()[0])) \
             from None
-    return dec.parse_inventory(data, "current_inventory %s" % value)
+    return inventory.parse_inventory(data, "current_inventory %s" % value)
 
 
 def search_cost(measurement, catalog, setup_seconds):
@@ -157,8 +167,8 @@ def search_cost(measurement, catalog, setup_seconds):
                 notes.append("run %s: type %s has no price, not counted in the search cost" % (run.run_id, t))
                 continue
             # a probe node started, so it is billed (at least the minimum) even if its run logged no wall time
-            cost += count * dec.cluster_cost(1, entry.price_per_hour, max(run.wall_seconds or 0.0, 1e-6),
-                                             setup_seconds, dec.BillingRule.of(entry))
+            cost += count * billing.cluster_cost(1, entry.price_per_hour, max(run.wall_seconds or 0.0, 1e-6),
+                                                 setup_seconds, billing.BillingRule.of(entry))
         row["cost"] = cost
         row["cost_complete"] = known
         rows.append(row)
@@ -181,7 +191,7 @@ def kept_lives(current_slots, current_rdzv, measurement, setup_seconds):
     out = {}
     for itype in sorted(set(current_slots.values())):
         out[itype] = [float(setup_seconds) + probed.get(slot, 0.0)
-                      for slot in dec.keep_order(itype, current_slots, current_rdzv)]
+                      for slot in inventory.keep_order(itype, current_slots, current_rdzv)]
     return out
 
 
@@ -189,11 +199,11 @@ def optimize(args, check_mode=False):
     a = normalize_args(args)
     catalog = load_catalog(a["catalog"])
     current_slots, current_rdzv = read_current_inventory(a["current_inventory"])
-    measurement = logs.measure(a["results_dir"], exclude=[a["output_dir"]], drop_first=a["warmup_drop"],
-                               ranks_per_node=a["ranks_per_node"],
-                               cpu_bound_types={t for t, entry in catalog.items() if entry.cpu_share is not None})
-    model = model_mod.ScalingModel(measurement, epochs=a["epochs"], ranks_per_node=a["ranks_per_node"],
-                                   n_boot=a["bootstrap"])
+    measurement = measure(a["results_dir"], exclude=[a["output_dir"]], drop_first=a["warmup_drop"],
+                          ranks_per_node=a["ranks_per_node"],
+                          cpu_bound_types={t for t, entry in catalog.items() if entry.cpu_share is not None})
+    model = scaling.ScalingModel(measurement, epochs=a["epochs"], ranks_per_node=a["ranks_per_node"],
+                                 n_boot=a["bootstrap"])
     if a["instance_types"]:
         types = list(dict.fromkeys(a["instance_types"]))
     else:
@@ -202,26 +212,26 @@ def optimize(args, check_mode=False):
         counts = sorted(set(a["node_counts"]))
     else:
         counts = list(range(1, (a["max_nodes"] or DEFAULT_MAX_NODES) + 1))
-    k = dec.Constraints(objective=a["objective"], deadline=a["deadline"], budget=a["budget"],
-                        max_hourly_cost=a["max_hourly_cost"], max_nodes=a["max_nodes"],
-                        measured_only=a["measured_only"], setup_seconds=a["setup_seconds"],
-                        cpu_capacity=a["cpu_capacity"])
+    k = candidates.Constraints(objective=a["objective"], deadline=a["deadline"], budget=a["budget"],
+                               max_hourly_cost=a["max_hourly_cost"], max_nodes=a["max_nodes"],
+                               measured_only=a["measured_only"], setup_seconds=a["setup_seconds"],
+                               cpu_capacity=a["cpu_capacity"])
     lives = kept_lives(current_slots, current_rdzv, measurement, a["setup_seconds"])
-    cands, excluded = dec.build_candidates(model, catalog, types, counts, k, measurement.failed_types, lives)
-    dec.pareto_front(cands)
-    ordered = dec.rank(cands, a["objective"], a["tie_tolerance"])
-    chosen, failure = dec.decide(ordered, a["objective"])
+    cands, excluded = candidates.build_candidates(model, catalog, types, counts, k, measurement.failed_types, lives)
+    candidates.pareto_front(cands)
+    ordered = candidates.rank(cands, a["objective"], a["tie_tolerance"])
+    chosen, failure = candidates.decide(ordered, a["objective"])
     s_total, s_rows, s_notes = search_cost(measurement, catalog, a["setup_seconds"])
 
     warnings = list(measurement.warnings) + s_notes
     if chosen is not None:
-        keep, start, stop, rdzv = dec.plan_nodes(chosen.instance_type, chosen.nodes, current_slots, current_rdzv,
-                                                 a["run_name"])
-        desired = dec.desired_inventory(chosen.instance_type, sorted(keep + start), rdzv)
-        clap_doc = outputs.clap_cluster_config(chosen.instance_type, chosen.nodes, a["run_name"],
-                                               setups=a["clap_setups"], role=a["clap_role"],
-                                               setup_action=a["clap_setup_action"])
-        problems = outputs.validate_clap_cluster(clap_doc, known_setups=a["clap_setups"] or ())
+        keep, start, stop, rdzv = inventory.plan_nodes(chosen.instance_type, chosen.nodes, current_slots, current_rdzv,
+                                                       a["run_name"])
+        desired = inventory.desired_inventory(chosen.instance_type, sorted(keep + start), rdzv)
+        clap_doc = clap_cluster_config(chosen.instance_type, chosen.nodes, a["run_name"],
+                                       setups=a["clap_setups"], role=a["clap_role"],
+                                       setup_action=a["clap_setup_action"])
+        problems = validate_clap_cluster(clap_doc, known_setups=a["clap_setups"] or ())
         if problems:  # pragma: no cover - a bug, not a user error
             raise ParamountError("internal error: generated CLAP file is invalid: %s" % "; ".join(problems))
     else:
@@ -241,7 +251,7 @@ def optimize(args, check_mode=False):
         "rendezvous": rdzv,
         "desired_inventory": desired,
         "clap": ({"cluster": next(iter(clap_doc["clusters"])),
-                  "template_ids": {chosen.instance_type: outputs.clap_template_id(chosen.instance_type)}}
+                  "template_ids": {chosen.instance_type: clap_template_id(chosen.instance_type)}}
                  if clap_doc else None),
         "workload": measurement.workload,
         "job": {"samples_per_epoch": measurement.job.samples_per_epoch, "local_batch": measurement.job.local_batch,
@@ -257,15 +267,15 @@ def optimize(args, check_mode=False):
         "cross_check": [{key: row[key] for key in ("instance_type", "nodes", "phase", "measured", "predicted", "kind")}
                         for row in model.cross_check()],
     }
-    plan["runner_up"] = dec.runner_up(ordered, chosen, a["objective"])
+    plan["runner_up"] = candidates.runner_up(ordered, chosen, a["objective"])
     if failure:
         plan["message"] = failure
-    plan = outputs.clean_json(plan)
+    plan = clean_json(plan)
 
     files, changed = [], []
     if not check_mode:
-        files, changed = outputs.write_outputs(a["output_dir"], plan, measurement, ordered, chosen, clap_doc,
-                                               plots=a["plots"])
+        files, changed = write_outputs(a["output_dir"], plan, measurement, ordered, chosen, clap_doc,
+                                       plots=a["plots"])
     result = {
         "changed": bool(changed),
         "plan": plan,
@@ -279,6 +289,6 @@ def optimize(args, check_mode=False):
                             fmt_money(chosen.predicted_cost), fmt_money(s_total), len(start), len(stop), len(keep)))
     else:
         result["failed"] = True
-        result["msg"] = "%s (plan written to %s)" % (failure, os.path.join(a["output_dir"], outputs.PLAN_FILE)) \
+        result["msg"] = "%s (plan written to %s)" % (failure, os.path.join(a["output_dir"], PLAN_FILE)) \
             if not check_mode else failure
     return result

@@ -243,8 +243,8 @@ class RealClap:
 
     @staticmethod
     def template(instance_type):
-        from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_outputs  # pylint: disable=import-outside-toplevel
-        return paramount_outputs.clap_template_id(instance_type)
+        from ansible_collections.paramount.cluster.plugins.plugin_utils.clap import cluster  # pylint: disable=import-outside-toplevel
+        return cluster.clap_template_id(instance_type)
 
     # ---------------------------------------------------------------- running clapp
     def clapp(self, *args, timeout=300, cwd=None, check_rc=None, extra_env=None):

@@ -2,7 +2,7 @@
 # Copyright: paramount.cluster contributors
 # Apache License 2.0 (see galaxy.yml)
 """The desired state autoscale keeps, through the planner's functions: slot names and which slots stay
-(``paramount_decision.plan_nodes``), the inventory document (``desired_inventory``), reading one
+(``decision.inventory.plan_nodes``), the inventory document (``desired_inventory``), reading one
 (``paramount_plan.read_current_inventory``) and the catalog's prices (``paramount_catalog.load_catalog``)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 
-from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_decision as dec
+from ansible_collections.paramount.cluster.plugins.plugin_utils.decision import inventory
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_catalog import load_catalog
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common import ParamountError
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_plan import read_current_inventory
@@ -20,7 +20,7 @@ from ansible_collections.paramount.cluster.plugins.plugin_utils.autoscale.policy
 def target_slots(instance_type, nodes, desired, run):
     """Slots for nodes x instance_type: the desired slots of that type are kept (their agents keep running),
     new ones get the planner's slot names not used by a desired slot."""
-    keep, start, _stop, _rdzv = dec.plan_nodes(instance_type, nodes, desired, None, run)
+    keep, start, _stop, _rdzv = inventory.plan_nodes(instance_type, nodes, desired, None, run)
     return {slot: instance_type for slot in keep + start}
 
 
@@ -28,7 +28,7 @@ def inventory_doc(slots):
     """Desired-state inventory of {slot: type} (docs/optimize.md); the rendezvous flag is on the first slot
     (under elastic training the store runs apart, so it only satisfies the format)."""
     ordered = sorted(slots)
-    return dec.desired_inventory(dict(slots), ordered, ordered[0] if ordered else None)
+    return inventory.desired_inventory(dict(slots), ordered, ordered[0] if ordered else None)
 
 
 def read_inventory_slots(path):
@@ -40,7 +40,7 @@ def read_inventory_slots(path):
     except ParamountError as exc:
         raise AutoscaleError(str(exc)) from None
     if not slots:
-        raise AutoscaleError("%s: group %s has no hosts" % (path, dec.GROUP))
+        raise AutoscaleError("%s: group %s has no hosts" % (path, inventory.GROUP))
     return slots
 
 

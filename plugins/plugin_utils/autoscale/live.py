@@ -3,7 +3,7 @@
 # Apache License 2.0 (see galaxy.yml)
 """Live measurement of an elastic training: formations, progress, progress lost at a change, timeline rows.
 
-The records come from the planner's log reader (``paramount_logs``): every record is checked against the log
+The records come from the planner's log reader (``measurement.records``): every record is checked against the log
 contract, and a partial last line of a growing log is dropped like any corrupt line.
 """
 
@@ -14,8 +14,8 @@ import dataclasses
 import os
 import statistics
 
-from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_decision as dec
-from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_logs as logs
+from ansible_collections.paramount.cluster.plugins.plugin_utils.decision import billing
+from ansible_collections.paramount.cluster.plugins.plugin_utils.measurement.records import find_log_files, read_log_file
 
 # a formation's first iterations (start-up, re-forming) are not its steady speed
 STEADY_SKIP_ITERATIONS = 3
@@ -29,15 +29,15 @@ def read_records(folder):
     if not os.path.isdir(folder):
         return []
     records = []
-    for path in logs.find_log_files(folder):
-        records.extend(logs.read_log_file(path).records)
+    for path in find_log_files(folder):
+        records.extend(read_log_file(path).records)
     records.sort(key=lambda r: float(r.get("time") or 0.0))
     return records
 
 
 def logged_types(path):
     """Instance types the start records of one log file name."""
-    return {r["instance_type"] for r in logs.read_log_file(path).records if r["event"] == "start"}
+    return {r["instance_type"] for r in read_log_file(path).records if r["event"] == "start"}
 
 
 def formation_id(start_record):
@@ -180,7 +180,7 @@ def timeline_rows(state, prices):
         by_type = dict(collections.Counter(form.hosts.values()))
         spi = form.seconds_per_iteration(last=len(form.steps))
         throughput = form.world_size * form.local_batch / spi if spi else None
-        cost += dec.cost_of(form.hourly_cost(prices), max(0.0, end - form.started))
+        cost += billing.cost_of(form.hourly_cost(prices), max(0.0, end - form.started))
         rows.append({"formation": form.formation_id, "start": form.started, "end": end, "nodes_by_type": by_type,
                      "throughput": throughput, "cost_so_far": cost, "samples_seen": form.samples_seen})
     return rows

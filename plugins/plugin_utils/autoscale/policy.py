@@ -3,7 +3,7 @@
 # Apache License 2.0 (see galaxy.yml)
 """The decision of one round: triggers, guardrails, cooldown. Pure: unit-tested without a cluster.
 
-The guardrails a plan passes are the planner's constraints (``paramount_decision.check``: max_nodes,
+The guardrails a plan passes are the planner's constraints (``decision.candidates.check``: max_nodes,
 max_hourly_cost), so a plan and an operator's request are refused for the same reasons with the same words.
 """
 
@@ -12,14 +12,13 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_decision as dec
-from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_logs as logs
+from ansible_collections.paramount.cluster.plugins.plugin_utils.decision import candidates
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_args import ARGUMENT_SPEC, DEFAULT_MAX_NODES
-from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common import ParamountError
+from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common import TRAINING_PHASES, ParamountError
 
 OBJECTIVES = tuple(ARGUMENT_SPEC["objective"]["choices"])
 # the phase a running training spends its remaining iterations in: the last one of the log contract
-TRAINING_PHASE = logs.PHASES[-1]
+TRAINING_PHASE = TRAINING_PHASES[-1]
 # decisions: wait, hold, replace, restore, refuse, finish; what acting did: changed, failed
 QUIET_ACTIONS = ("wait", "hold")
 
@@ -48,7 +47,7 @@ class Guardrails:
 
     def constraints(self):
         """The guardrails as the planner's constraints."""
-        return dec.Constraints(max_nodes=self.max_nodes, max_hourly_cost=self.max_hourly_cost)
+        return candidates.Constraints(max_nodes=self.max_nodes, max_hourly_cost=self.max_hourly_cost)
 
     def plan_options(self):
         """The guardrails as options of the optimize plugin: it plans within them."""
@@ -62,8 +61,8 @@ class Guardrails:
         out = []
         if nodes < self.min_nodes:
             out.append("%d node(s) < min_nodes %d" % (nodes, self.min_nodes))
-        cluster = dec.Candidate("cluster", nodes, hourly_cost / max(1, nodes), predicted=False, measured=False)
-        dec.check(cluster, self.constraints())
+        cluster = candidates.Candidate("cluster", nodes, hourly_cost / max(1, nodes), predicted=False, measured=False)
+        candidates.check(cluster, self.constraints())
         return out + [text for _name, text, _excess in cluster.violations]
 
 

@@ -18,7 +18,7 @@ import shutil
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_logs as logs
+from ansible_collections.paramount.cluster.plugins.plugin_utils.measurement.records import find_log_files
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_args import ARGUMENT_SPEC
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common import ParamountError
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_plan import optimize
@@ -75,7 +75,7 @@ def write_round_logs(folder, state, run, probe_dir=None):
                     handle.write(json.dumps(_contract_record(rec, run_id)) + "\n")
     running_types = set(form.hosts.values())
     if probe_dir and os.path.isdir(probe_dir):
-        for path in logs.find_log_files(probe_dir):
+        for path in find_log_files(probe_dir):
             types = logged_types(path)
             if types and not types & running_types:
                 shutil.copy(path, os.path.join(folder, "probe-" + os.path.basename(path)))

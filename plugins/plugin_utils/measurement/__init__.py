@@ -2,7 +2,7 @@
 # Copyright: paramount.cluster contributors
 # Apache License 2.0 (see galaxy.yml)
 """The measurement stage of the optimizer: the nodes' paramount-iteration logs in, per-configuration estimates
-of seconds per iteration out (``paramount_logs`` is its entry and keeps the public names).
+of seconds per iteration out (``estimates.measure`` is its entry; callers import each name from its module).
 
 Data path, one module per step:
 

@@ -6,8 +6,8 @@
 
 Steps: read the records (``records``), the job and the runs (``runs``), rate every attempt of every usable run
 per phase (``rating``), pool the steady steps per configuration, then one robust mean per configuration and
-phase (``statistics``). Nothing here predicts configurations that were not probed (``paramount_model``) and
-nothing here decides (``paramount_decision``).
+phase (``statistics``). Nothing here predicts configurations that were not probed (``model.scaling``) and
+nothing here decides (``decision``).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 # Copyright: paramount.cluster contributors
 # Apache License 2.0 (see galaxy.yml)
 """Model stage, fitting primitives: the communication basis of the scaling fit, weighted non-negative least
-squares, and the between-run noise that decides whether a two-count slope is real. ``paramount_model`` builds
+squares, and the between-run noise that decides whether a two-count slope is real. ``scaling`` builds
 its per-type fits (``PhaseFit``, ``ScalingModel``) from these; the method is in its docstring and in
 docs/optimize.md."""
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_logs
+from ansible_collections.paramount.cluster.plugins.plugin_utils.measurement.records import validate_record
 from tests.clap_real import harness
 from tests.playbook_env import ansible_command, playbook_env
 
@@ -39,7 +39,7 @@ def _records(path):
     records = []
     for number, line in enumerate(path.read_text().splitlines(), 1):
         record = json.loads(line)
-        problem = paramount_logs.validate_record(record)
+        problem = validate_record(record)
         assert problem is None, "%s line %d: %s" % (path, number, problem)
         records.append(record)
     return records

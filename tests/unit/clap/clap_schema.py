@@ -9,7 +9,7 @@ import os
 import jsonschema
 import yaml
 
-from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_outputs import validate_clap_cluster
+from ansible_collections.paramount.cluster.plugins.plugin_utils.clap.cluster import validate_clap_cluster
 
 _STR = {"type": "string", "minLength": 1}
 _FILE = {"type": "string", "minLength": 1, "pattern": "^[^/]+$"}  # a file name in $CLAP_PATH/private/

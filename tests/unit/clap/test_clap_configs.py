@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_outputs as outputs
+from ansible_collections.paramount.cluster.plugins.plugin_utils.clap import cluster as clap_cluster
+from ansible_collections.paramount.cluster.plugins.plugin_utils.outputs import files
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common import slug
 
 from .clap_schema import INSTANCE_AWS, load, schema_errors, validate_clap_folder
@@ -63,9 +64,9 @@ def test_the_checker_catches_what_clap_would_drop_or_raise(tmp_path):
 
 def test_instances_are_the_catalogs_aws_types_under_the_documented_ids():
     instances = load(CLAP / "configs" / "instances.yaml")
-    expected = {outputs.clap_template_id(t): t for t in aws_types()}
+    expected = {clap_cluster.clap_template_id(t): t for t in aws_types()}
     assert {k: v["flavor"] for k, v in instances.items()} == expected
-    assert outputs.clap_template_id("t2.small") == "paramount-t2-small"
+    assert clap_cluster.clap_template_id("t2.small") == "paramount-t2-small"
 
 
 def test_account_specific_values_are_obvious_placeholders():
@@ -94,7 +95,7 @@ def test_seed_clusters_and_probe_cluster():
         assert {v["type"] for v in nodes.values()} == {"paramount-t2-small"}
         assert all(v["setups"] == ["paramount-gan"] for v in nodes.values())
     probe = load(CLAP / "configs" / "clusters" / "paramount-probe.yml")["clusters"]["paramount-probe"]["nodes"]
-    assert {v["type"] for v in probe.values()} == {outputs.clap_template_id(t) for t in aws_types()}
+    assert {v["type"] for v in probe.values()} == {clap_cluster.clap_template_id(t) for t in aws_types()}
     assert all(v["count"] == 1 for v in probe.values())
     # the provision role's desired-state probe inventory has the same types
     inv = load(REPO / "inventories" / "clap" / "probe-cluster.yml")["all"]["children"]["paramount_train"]["hosts"]
@@ -154,11 +155,11 @@ def test_optimizer_clap_files_validate_for_every_aws_type():
     for itype in aws_types():
         for nodes in (1, 2, 4):
             for kwargs in ({}, {"setups": ["paramount-gan"]}):
-                doc = outputs.clap_cluster_config(itype, nodes, "run1", **kwargs)
-                assert outputs.validate_clap_cluster(doc, known_setups=setups) == []
+                doc = clap_cluster.clap_cluster_config(itype, nodes, "run1", **kwargs)
+                assert clap_cluster.validate_clap_cluster(doc, known_setups=setups) == []
                 cluster = next(iter(doc["clusters"].values()))
-                assert {n["type"] for n in cluster["nodes"].values()} == {outputs.clap_template_id(itype)}
-                assert outputs.clap_template_id(itype) in instances
+                assert {n["type"] for n in cluster["nodes"].values()} == {clap_cluster.clap_template_id(itype)}
+                assert clap_cluster.clap_template_id(itype) in instances
                 assert sum(n["count"] for n in cluster["nodes"].values()) == nodes
                 if not kwargs:  # its own setup: adds gan and runs setup-gan, never an action named setup
                     (setup,) = doc["setups"].values()
@@ -171,9 +172,9 @@ def test_optimizer_clap_file_dumps_setup_names_given_as_str_subclasses():
     class Tagged(str):
         pass
 
-    doc = outputs.clap_cluster_config("t2.small", 2, "run1", setups=[Tagged("paramount-gan")], role=Tagged("gan"))
+    doc = clap_cluster.clap_cluster_config("t2.small", 2, "run1", setups=[Tagged("paramount-gan")], role=Tagged("gan"))
     assert "paramount-gan" in yaml.safe_dump(doc)
-    doc = outputs.clap_cluster_config("t2.small", 1, "run1", role=Tagged("gan"), setup_action=Tagged("setup-gan"))
+    doc = clap_cluster.clap_cluster_config("t2.small", 1, "run1", role=Tagged("gan"), setup_action=Tagged("setup-gan"))
     assert "setup-gan" in yaml.safe_dump(doc)
 
 
@@ -187,18 +188,18 @@ def test_optimizer_writes_a_clap_cluster_file_that_fits_the_shipped_folder(tmp_p
     result = optimize({"results_dir": str(tmp_path / "probe"), "output_dir": str(tmp_path / "plan"), "objective": "time",
                        "bootstrap": 20, "plots": False, "instance_types": list(speed), "clap_setups": ["paramount-gan"]})
     assert not result.get("failed"), result
-    doc = load(tmp_path / "plan" / outputs.CLAP_FILE)
+    doc = load(tmp_path / "plan" / files.CLAP_FILE)
     # dropped into a copy of the shipped folder, it validates with the shipped setups and templates
     import shutil
 
     folder = tmp_path / "clapcopy"
     shutil.copytree(CLAP, folder)
-    shutil.copy(tmp_path / "plan" / outputs.CLAP_FILE, folder / "configs" / "clusters" / "optimized.yml")
+    shutil.copy(tmp_path / "plan" / files.CLAP_FILE, folder / "configs" / "clusters" / "optimized.yml")
     assert validate_clap_folder(str(folder)) == []
     chosen = result["plan"]["chosen"]
     (cluster,) = doc["clusters"].values()
-    assert {n["type"] for n in cluster["nodes"].values()} == {outputs.clap_template_id(chosen["instance_type"])}
-    assert result["plan"]["clap"]["template_ids"] == {chosen["instance_type"]: outputs.clap_template_id(chosen["instance_type"])}
+    assert {n["type"] for n in cluster["nodes"].values()} == {clap_cluster.clap_template_id(chosen["instance_type"])}
+    assert result["plan"]["clap"]["template_ids"] == {chosen["instance_type"]: clap_cluster.clap_template_id(chosen["instance_type"])}
 
 
 def test_instance_schema_accepts_the_reference_example_and_rejects_a_wrong_type():
@@ -213,4 +214,4 @@ def test_instance_schema_accepts_the_reference_example_and_rejects_a_wrong_type(
 def test_type_slugs_are_the_probe_clusters_node_types():
     probe = load(CLAP / "configs" / "clusters" / "paramount-probe.yml")["clusters"]["paramount-probe"]["nodes"]
     assert sorted(probe) == sorted(slug(t) for t in aws_types())
-    assert os.path.basename(outputs.clap_template_id("g4dn.xlarge")) == "paramount-g4dn-xlarge"
+    assert os.path.basename(clap_cluster.clap_template_id("g4dn.xlarge")) == "paramount-g4dn-xlarge"

@@ -30,3 +30,9 @@ def probe(root, types=("sim.small", "sim.medium", "sim.large"), counts=(1,), see
     kw.setdefault("warmup_iterations", 100)
     timing = kw.pop("timing", None) or lg.SimpleTiming(lg.SIM_SPEED, seed=seed)
     return lg.sim_probe_tree(str(root), types=types, counts=counts, timing=timing, **kw)
+
+
+def node_records(hosts=(("n0", "sim.small"),), **kw):
+    """{host: [records]} of one generated run ``r1`` of workload ``wl`` on ``hosts`` ((host, type), ...)."""
+    timing = lg.SimpleTiming(lg.SIM_SPEED, seed=1)
+    return lg.run_records("r1", "wl", list(hosts), timing, **kw)

@@ -8,7 +8,7 @@ import os
 import pytest
 import yaml
 
-from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_outputs as out
+from ansible_collections.paramount.cluster.plugins.plugin_utils.clap.cluster import validate_clap_cluster
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common import ParamountError
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_plan import optimize
 
@@ -70,7 +70,7 @@ def test_plan_json_inventory_clap_report_and_plots(scaling_probes, tmp_path):
     assert len(hosts) == ch["nodes"] and sorted(hosts) == sorted(plan["start"])
     assert [h for h, v in hosts.items() if v.get("paramount_rendezvous")] == [plan["rendezvous"]]
     clap = yaml.safe_load((od / "clap-cluster.yml").read_text())
-    assert out.validate_clap_cluster(clap) == []
+    assert validate_clap_cluster(clap) == []
     report = (od / "report.md").read_text()
     assert "Chosen: %s x %d" % (ch["instance_type"], ch["nodes"]) in report
     for png in ("time_vs_cost.png", "measured_vs_predicted.png"):

@@ -6,17 +6,24 @@ import math
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_logs as pl
-from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_model as pm
+from ansible_collections.paramount.cluster.plugins.plugin_utils.measurement.estimates import (
+    ConfigMeasurement,
+    Measurement,
+    PhaseMeasurement,
+    measure,
+)
+from ansible_collections.paramount.cluster.plugins.plugin_utils.measurement.runs import JobInfo
+from ansible_collections.paramount.cluster.plugins.plugin_utils.measurement.statistics import Estimate
+from ansible_collections.paramount.cluster.plugins.plugin_utils.model import scaling as pm
 from ansible_collections.paramount.cluster.plugins.plugin_utils.model import fitting
 from tests import loggen as lg
 
-from .optimize_testlib import probe
+from ..optimize_testlib import probe
 
 
 def _est(v, se=None):
     se = abs(v) * 0.01 if se is None else se
-    return pl.Estimate(v, se, v - 2 * se, v + 2 * se, 10)
+    return Estimate(v, se, v - 2 * se, v + 2 * se, 10)
 
 
 def _measurement(points, init=None, comm=None, samples=4000, batch=4, epochs=5, warmup=100, rpn=1):
@@ -26,12 +33,12 @@ def _measurement(points, init=None, comm=None, samples=4000, batch=4, epochs=5, 
         ph = {}
         for p, v in phases.items():
             c = comm(n) if comm else 0.0
-            ph[p] = pl.PhaseMeasurement(_est(v), _est(max(v - c, 1e-6)), _est(c, 1e-4))
-        configs[(t, n)] = pl.ConfigMeasurement(
+            ph[p] = PhaseMeasurement(_est(v), _est(max(v - c, 1e-6)), _est(c, 1e-4))
+        configs[(t, n)] = ConfigMeasurement(
             t, n, "homogeneous", ["r"], rpn, n * rpn, math.ceil(samples / (n * rpn * batch)), epochs, warmup, ph,
             _est(init(n)) if init else None)
-    job = pl.JobInfo("wl", samples, batch, epochs, warmup)
-    return pl.Measurement("/x", [], job, [], configs, {}, [])
+    job = JobInfo("wl", samples, batch, epochs, warmup)
+    return Measurement("/x", [], job, [], configs, {}, [])
 
 
 def test_measured_configuration_is_returned_as_measured():
@@ -115,7 +122,7 @@ def test_init_grows_with_nodes_when_two_counts_were_probed():
 
 def test_cross_check_uses_leave_one_out(tmp_path):
     probe(tmp_path, counts=(1, 2, 4), types=("sim.large",))
-    mod = pm.ScalingModel(pl.measure(str(tmp_path)), n_boot=10)
+    mod = pm.ScalingModel(measure(str(tmp_path)), n_boot=10)
     rows = mod.cross_check()
     loo = [r for r in rows if r["kind"] == "leave-one-out"]
     assert len(loo) == 6
@@ -182,7 +189,7 @@ def test_model_is_scale_equivariant(c):
 def test_end_to_end_noise_free_prediction_is_close(tmp_path):
     timing = lg.SimpleTiming(lg.SIM_SPEED, noise=0.0, drift=0.0, comm=lambda n: 0.05 * fitting._r(n))
     probe(tmp_path, counts=(1, 2), timing=timing)
-    mod = pm.ScalingModel(pl.measure(str(tmp_path)), n_boot=20)
+    mod = pm.ScalingModel(measure(str(tmp_path)), n_boot=20)
     p = mod.predict("sim.medium", 4)
     assert p.seconds_per_iteration["adversarial"][0] == pytest.approx(0.2 / 0.3 + 0.05 * fitting._r(4), rel=0.01)
 
@@ -221,7 +228,7 @@ def test_slow_first_iterations_with_ten_probe_iterations_end_to_end(tmp_path):
     probe(root, types=("sim.medium",), counts=(1,), timing=timing, phases=(("adversarial", 10),),
           samples_per_epoch=40, local_batch=4, epochs=1, warmup_iterations=0)
     steps = [0.2 / 0.3 * (1.0 + 8.0 * 0.5 ** i) for i in range(10)]
-    meas = pl.measure(str(root))
+    meas = measure(str(root))
     p10 = pm.ScalingModel(meas, n_boot=0).predict("sim.medium", 1)
     assert p10.iterations["adversarial"] == 10
     assert p10.total_seconds[0] == pytest.approx(sum(steps), rel=0.01)
@@ -234,9 +241,9 @@ def _two_counts(y1, y2, comm2, n1=1, n2=2, rel_se=0.01):
     """Type a at two counts; its own measured communication at n2 is comm2 (0 on one node)."""
     configs = {}
     for n, y, c in ((n1, y1, 0.0 if n1 == 1 else comm2 * fitting._r(n1) / fitting._r(n2)), (n2, y2, comm2)):
-        ph = {"adversarial": pl.PhaseMeasurement(_est(y, rel_se * y), _est(y - c), _est(c, 1e-4))}
-        configs[("a", n)] = pl.ConfigMeasurement("a", n, "homogeneous", ["r"], 1, n, 1000, 1, 0, ph, _est(1.0))
-    return pl.Measurement("/x", [], pl.JobInfo("wl", 4000, 4, 1, 0), [], configs, {}, [])
+        ph = {"adversarial": PhaseMeasurement(_est(y, rel_se * y), _est(y - c), _est(c, 1e-4))}
+        configs[("a", n)] = ConfigMeasurement("a", n, "homogeneous", ["r"], 1, n, 1000, 1, 0, ph, _est(1.0))
+    return Measurement("/x", [], JobInfo("wl", 4000, 4, 1, 0), [], configs, {}, [])
 
 
 def _spi(mod, n):
@@ -294,7 +301,7 @@ def test_repeated_probes_update_the_between_run_noise(tmp_path):
         timing = lg.SimpleTiming({"sim.medium": speed}, noise=0.0, drift=0.0)
         recs = lg.run_records(rid, "wl", [("host-" + rid, "sim.medium")], timing, samples_per_epoch=400)
         lg.write_run(str(tmp_path / rid), recs, out_files=False)
-    meas = pl.measure(str(tmp_path))
+    meas = measure(str(tmp_path))
     means = meas.configs[("sim.medium", 1)].phases["adversarial"].run_means
     assert len(means) == 2 and means[0] == pytest.approx(0.2 / 0.30, rel=1e-3)
     cv, runs = pm.estimate_between_run_cv(meas)

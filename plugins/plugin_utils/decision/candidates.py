@@ -1,106 +1,29 @@
 # -*- coding: utf-8 -*-
 # Copyright: paramount.cluster contributors
 # Apache License 2.0 (see galaxy.yml)
-"""Decision: price every candidate, apply the constraints, rank by the objective, find the Pareto
-front, and work out which nodes to start, stop and keep against the current inventory.
+"""Decision stage, candidates: price every candidate (instance_type, nodes), apply the constraints, rank by the
+objective, find the Pareto front, choose, and name the runner-up and the probe that would separate the two.
 
-It only needs something with ``predict(instance_type, nodes)`` (``paramount_model.ScalingModel``
-or any replacement) and the catalog, so it can be tested and replaced on its own.
+It only needs something with ``types()`` and ``predict(instance_type, nodes)`` (``model.scaling.ScalingModel``
+or any replacement) and the catalog, so it can be tested and replaced on its own; the money is ``billing``'s.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 
+from ansible_collections.paramount.cluster.plugins.plugin_utils.decision.billing import (
+    BillingRule,
+    cluster_bill,
+    cluster_cost,
+    cost_of,
+)
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common import (
     Objective,
-    ParamountError,
     fmt_money,
     fmt_seconds,
-    slug,
 )
-
-MIN_BILLED_SECONDS = 60.0  # the default rule: per-second billing with a one-minute minimum (EC2 Linux)
-BILLING_INCREMENT_SECONDS = 1.0
-
-
-@dataclass(frozen=True)
-class BillingRule:
-    """How a provider bills one node: its whole life (boot, setup, probe, job) is rounded up to a multiple of
-    ``increment_seconds`` and billed at least ``minimum_seconds``. The catalog states it per type
-    (``billing_increment_seconds``, ``billing_minimum_seconds``)."""
-
-    increment_seconds: float = BILLING_INCREMENT_SECONDS
-    minimum_seconds: float = MIN_BILLED_SECONDS
-
-    @classmethod
-    def of(cls, entry):
-        """The rule of a catalog entry (the default rule for anything without one)."""
-        return cls(float(getattr(entry, "billing_increment_seconds", BILLING_INCREMENT_SECONDS)),
-                   float(getattr(entry, "billing_minimum_seconds", MIN_BILLED_SECONDS)))
-
-    @classmethod
-    def from_dict(cls, record):
-        """The rule a billing record of plan.json states (``as_dict``, ``cluster_bill``); None when it states none."""
-        if "increment_seconds" in record and "minimum_seconds" in record:
-            return cls(float(record["increment_seconds"]), float(record["minimum_seconds"]))
-        return None
-
-    def billed(self, life_seconds: float) -> float:
-        """Billed seconds of a node that lived ``life_seconds`` in all (0: it never started)."""
-        if not life_seconds > 0:
-            return 0.0
-        inc = self.increment_seconds
-        units = math.ceil(float(life_seconds) / inc - 1e-9)
-        return max(self.minimum_seconds, units * inc)
-
-    def added(self, lived_seconds: float, more_seconds: float) -> float:
-        """Billed seconds that ``more_seconds`` add to a node that has lived ``lived_seconds`` already (its
-        earlier life was billed before, e.g. in the search cost): a node past the minimum pays only what it adds."""
-        return self.billed(lived_seconds + max(0.0, more_seconds)) - self.billed(lived_seconds)
-
-    def as_dict(self):
-        return {"increment_seconds": self.increment_seconds, "minimum_seconds": self.minimum_seconds}
-
-
-DEFAULT_BILLING = BillingRule()
-
-
-def cost_of(price_per_hour: float, node_seconds: float) -> float:
-    """Money for ``node_seconds`` at an hourly price: the one conversion plan, ledger and timeline bill with."""
-    return price_per_hour * node_seconds / 3600.0
-
-
-def billed_seconds(seconds: float, setup_seconds: float = 0.0, rule: BillingRule = DEFAULT_BILLING) -> float:
-    """Billed seconds of one new node for setup plus run time (default: per second, 60 s minimum)."""
-    return rule.billed(setup_seconds + seconds)
-
-
-def cluster_bill(nodes: int, seconds: float, setup_seconds: float = 0.0, rule: BillingRule = DEFAULT_BILLING,
-                 kept_lives=()):
-    """Billed node-seconds of a cluster that runs ``setup_seconds + seconds``.
-
-    ``kept_lives``: how long each node kept from the current cluster (the probe) has lived already (at most
-    ``nodes`` are used); those pay only the seconds they add, the other nodes are new and pay their whole life
-    by the rule. Returns the record plan.json keeps per candidate.
-    """
-    wall = max(0.0, setup_seconds + seconds)
-    kept = [float(x) for x in list(kept_lives)[:nodes]]
-    new = nodes - len(kept)
-    node_seconds = new * rule.billed(wall) + sum(rule.added(x, wall) for x in kept)
-    out = rule.as_dict()
-    out.update({"new_nodes": new, "kept_nodes": len(kept), "kept_lived_seconds": kept,
-                "billed_node_seconds": node_seconds})
-    return out
-
-
-def cluster_cost(nodes: int, price_per_hour: float, seconds: float, setup_seconds: float = 0.0,
-                 rule: BillingRule = DEFAULT_BILLING, kept_lives=()) -> float:
-    """price x billed node-hours (every new node billed by the rule; kept nodes pay what they add)."""
-    return cost_of(price_per_hour, cluster_bill(nodes, seconds, setup_seconds, rule, kept_lives)["billed_node_seconds"])
-
 
 CPU_TOLERANCE = 1e-9  # shares adding up to exactly the capacity fit (5 x 0.30 in floating point)
 
@@ -399,112 +322,3 @@ def runner_up(ordered, chosen, objective):
                        else "extrapolated: a probe at that size measures it",
                        100 * width(wide), (Objective.TIME if objective == Objective.TIME else Objective.COST).value))}
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# desired-state inventory and the start/stop/keep diff
-# --------------------------------------------------------------------------------------------
-
-GROUP = "paramount_train"
-_HOST_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-
-
-def slot_name(run_name: str, instance_type: str, index: int) -> str:
-    """Slot naming: ``<run_name>-<slug(instance_type)>-<index>``, index from 1, e.g.
-    ``paramount-sim-medium-1``; slug lower-cases and turns every other character into '-'."""
-    return "%s-%s-%d" % (slug(run_name), slug(instance_type), index)
-
-
-def parse_inventory(data, source="current_inventory"):
-    """Read a desired-state inventory (mapping) into ({slot: instance_type}, rendezvous slot or None)."""
-    if data is None:
-        return {}, None
-    if not isinstance(data, dict):
-        raise ParamountError("%s: expected a YAML mapping with all.children.%s.hosts" % (source, GROUP))
-    root = data.get("all", data) if "all" in data else data
-    if root is None:
-        root = {}
-    if not isinstance(root, dict):
-        raise ParamountError("%s: 'all' must be a mapping" % source)
-    children = root.get("children") or {}
-    if not isinstance(children, dict):
-        raise ParamountError("%s: all.children must be a mapping" % source)
-    group = children.get(GROUP)
-    if group is None and GROUP in data:
-        group = data[GROUP]
-    if group is None:
-        if children or root.get("hosts"):
-            raise ParamountError("%s: no group %s under all.children" % (source, GROUP))
-        return {}, None
-    if not isinstance(group, dict):
-        raise ParamountError("%s: group %s must be a mapping" % (source, GROUP))
-    gvars = group.get("vars") or {}
-    if not isinstance(gvars, dict):
-        raise ParamountError("%s: %s.vars must be a mapping" % (source, GROUP))
-    hosts = group.get("hosts") or {}
-    if not isinstance(hosts, dict):
-        raise ParamountError("%s: %s.hosts must be a mapping of slot names" % (source, GROUP))
-    slots, rdzv = {}, []
-    for name, hv in hosts.items():
-        hv = hv or {}
-        if not isinstance(hv, dict):
-            raise ParamountError("%s: host %s: variables must be a mapping" % (source, name))
-        itype = hv.get("instance_type", gvars.get("instance_type"))
-        if not isinstance(itype, str) or not itype:
-            raise ParamountError("%s: host %s has no instance_type (host or group variable)" % (source, name))
-        slots[str(name)] = itype
-        if hv.get("paramount_rendezvous", gvars.get("paramount_rendezvous")) is True:
-            rdzv.append(str(name))
-    if len(rdzv) > 1:
-        raise ParamountError("%s: paramount_rendezvous is true on %d hosts (%s); exactly one is allowed"
-                             % (source, len(rdzv), ", ".join(sorted(rdzv))))
-    return slots, (rdzv[0] if rdzv else None)
-
-
-def keep_order(instance_type, current_slots, current_rdzv):
-    """The current slots of a type in the order they are kept: the current rendezvous first, then by name."""
-    same = sorted(s for s, t in current_slots.items() if t == instance_type)
-    if current_rdzv in same:
-        same.remove(current_rdzv)
-        same.insert(0, current_rdzv)
-    return same
-
-
-def plan_nodes(instance_type, nodes, current_slots, current_rdzv, run_name="paramount"):
-    """Which slots to keep, start and stop, and the rendezvous slot.
-
-    Keep the current slots of the chosen type (the current rendezvous first, then by name) up to
-    ``nodes``; stop every other current slot; start new slots named by ``slot_name`` with indexes
-    not used by any current slot. The rendezvous is the kept current rendezvous, else the first
-    kept slot, else the first new slot.
-    """
-    keep = keep_order(instance_type, current_slots, current_rdzv)[:nodes]
-    stop = sorted(s for s in current_slots if s not in keep)
-    used = set(current_slots)
-    start = []
-    index = 1
-    while len(keep) + len(start) < nodes:
-        name = slot_name(run_name, instance_type, index)
-        if name not in used:
-            start.append(name)
-            used.add(name)
-        index += 1
-    if current_rdzv in keep:
-        rdzv = current_rdzv
-    elif keep:
-        rdzv = keep[0]
-    else:
-        rdzv = start[0] if start else None
-    return sorted(keep), start, stop, rdzv
-
-
-def desired_inventory(instance_type, slots, rdzv):
-    """The desired-state inventory of ``slots``: ``instance_type`` is the type of every slot, or a mapping
-    {slot: type} (the autoscale controller's union of old and new slots while a change is made)."""
-    hosts = {}
-    for s in slots:
-        hv = {"instance_type": instance_type[s] if isinstance(instance_type, dict) else instance_type}
-        if s == rdzv:
-            hv["paramount_rendezvous"] = True
-        hosts[s] = hv
-    return {"all": {"children": {GROUP: {"hosts": hosts}}}}

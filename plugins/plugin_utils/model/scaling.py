@@ -1,8 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: paramount.cluster contributors
 # Apache License 2.0 (see galaxy.yml)
-"""Model: predict seconds per iteration (per phase), init time and iteration counts for every
-candidate (instance_type, nodes), with uncertainty, from a ``paramount_logs.Measurement``.
+"""Model stage, the scaling model: predict seconds per iteration (per phase), init time and iteration counts for
+every candidate (instance_type, nodes), with uncertainty, from a ``measurement.estimates.Measurement``.
 
 Seconds per iteration of type T on n nodes, phase p:
 

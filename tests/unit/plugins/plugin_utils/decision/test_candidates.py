@@ -1,14 +1,13 @@
-"""Decision: billing, constraints, ranking, Pareto front, start/stop/keep."""
+"""Decision, candidates: pricing (by the catalog's billing rule), constraints, ranking, Pareto front, runner-up."""
 from __future__ import annotations
 
 from types import SimpleNamespace
 
 import pytest
 
-from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_decision as dec
+from ansible_collections.paramount.cluster.plugins.plugin_utils.decision import candidates
+from ansible_collections.paramount.cluster.plugins.plugin_utils.model.scaling import Prediction, Unpredictable
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_catalog import CatalogEntry
-from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common import ParamountError
-from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_model import Prediction, Unpredictable
 
 
 class FakeModel:
@@ -42,21 +41,13 @@ SPEED = {"slow": 0.15, "mid": 0.30, "fast": 0.60, "nopri": 1.0}
 
 
 def _run(objective="cost", counts=(1, 2, 4, 8), **kw):
-    k = dec.Constraints(objective=objective, **kw)
-    cands, excl = dec.build_candidates(FakeModel(SPEED), CAT, ["slow", "mid", "fast", "nopri", "unprobed"],
-                                       list(counts), k)
-    dec.pareto_front(cands)
-    ordered = dec.rank(cands, objective)
-    chosen, msg = dec.decide(ordered, objective)
+    k = candidates.Constraints(objective=objective, **kw)
+    cands, excl = candidates.build_candidates(FakeModel(SPEED), CAT, ["slow", "mid", "fast", "nopri", "unprobed"],
+                                              list(counts), k)
+    candidates.pareto_front(cands)
+    ordered = candidates.rank(cands, objective)
+    chosen, msg = candidates.decide(ordered, objective)
     return SimpleNamespace(chosen=chosen, msg=msg, ordered=ordered, excluded=excl)
-
-
-def test_billing_is_per_second_with_a_minute_minimum():
-    assert dec.billed_seconds(10) == 60
-    assert dec.billed_seconds(59.2, 0.5) == 60
-    assert dec.billed_seconds(100.2) == 101
-    assert dec.billed_seconds(100, 30) == 130
-    assert dec.cluster_cost(2, 3.6, 3600) == pytest.approx(7.2)
 
 
 def test_cost_and_time_objectives():
@@ -101,13 +92,13 @@ def test_nothing_feasible_names_the_closest_and_what_they_violate():
 
 
 def test_near_ties_prefer_the_smaller_upper_bound():
-    cands = [dec.Candidate("a", 1, 1.0, True, True, predicted_seconds=100, predicted_cost=1.00,
-                           seconds_interval=[99, 101], cost_interval=[0.99, 1.01], feasible=True),
-             dec.Candidate("b", 8, 1.0, True, False, predicted_seconds=90, predicted_cost=0.99,
-                           seconds_interval=[60, 150], cost_interval=[0.7, 1.4], feasible=True)]
-    assert dec.rank(list(cands), "cost")[0].instance_type == "b"
-    assert dec.rank(list(cands), "cost", tie_tolerance=0.03)[0].instance_type == "a"
-    assert dec.rank(list(cands), "cost", tie_tolerance=0.005)[0].instance_type == "b"
+    cands = [candidates.Candidate("a", 1, 1.0, True, True, predicted_seconds=100, predicted_cost=1.00,
+                                  seconds_interval=[99, 101], cost_interval=[0.99, 1.01], feasible=True),
+             candidates.Candidate("b", 8, 1.0, True, False, predicted_seconds=90, predicted_cost=0.99,
+                                  seconds_interval=[60, 150], cost_interval=[0.7, 1.4], feasible=True)]
+    assert candidates.rank(list(cands), "cost")[0].instance_type == "b"
+    assert candidates.rank(list(cands), "cost", tie_tolerance=0.03)[0].instance_type == "a"
+    assert candidates.rank(list(cands), "cost", tie_tolerance=0.005)[0].instance_type == "b"
 
 
 def test_pareto_front_is_non_dominated():
@@ -123,54 +114,14 @@ def test_pareto_front_is_non_dominated():
                        for o in front)
 
 
-def test_plan_nodes_keeps_the_rendezvous_and_names_new_slots():
-    current = {"paramount-sim-medium-1": "sim.medium", "paramount-sim-medium-2": "sim.medium",
-               "paramount-sim-small-1": "sim.small"}
-    keep, start, stop, rdzv = dec.plan_nodes("sim.medium", 3, current, "paramount-sim-medium-2")
-    assert keep == ["paramount-sim-medium-1", "paramount-sim-medium-2"]
-    assert start == ["paramount-sim-medium-3"] and stop == ["paramount-sim-small-1"]
-    assert rdzv == "paramount-sim-medium-2"
-    keep, start, stop, rdzv = dec.plan_nodes("sim.medium", 1, current, "paramount-sim-medium-2")
-    assert keep == ["paramount-sim-medium-2"] and rdzv == "paramount-sim-medium-2"
-    assert stop == ["paramount-sim-medium-1", "paramount-sim-small-1"]
-    keep, start, stop, rdzv = dec.plan_nodes("sim.large", 2, current, "paramount-sim-small-1")
-    assert keep == [] and start == ["paramount-sim-large-1", "paramount-sim-large-2"] and rdzv == start[0]
-    assert len(stop) == 3
-
-
-def test_desired_inventory_roundtrips_through_the_parser():
-    inv = dec.desired_inventory("t2.small", ["s-1", "s-2"], "s-2")
-    slots, rdzv = dec.parse_inventory(inv)
-    assert slots == {"s-1": "t2.small", "s-2": "t2.small"} and rdzv == "s-2"
-    hosts = inv["all"]["children"]["paramount_train"]["hosts"]
-    assert sum(1 for h in hosts.values() if h.get("paramount_rendezvous")) == 1
-
-
-def test_inventory_group_vars_and_errors():
-    slots, rdzv = dec.parse_inventory({"all": {"children": {"paramount_train": {
-        "vars": {"instance_type": "sim.small"}, "hosts": {"a": None, "b": {"instance_type": "sim.large"}}}}}})
-    assert slots == {"a": "sim.small", "b": "sim.large"} and rdzv is None
-    assert dec.parse_inventory({}) == ({}, None)
-    with pytest.raises(ParamountError, match="no instance_type"):
-        dec.parse_inventory({"all": {"children": {"paramount_train": {"hosts": {"a": {}}}}}})
-    with pytest.raises(ParamountError, match="exactly one"):
-        dec.parse_inventory({"all": {"children": {"paramount_train": {"hosts": {
-            "a": {"instance_type": "x", "paramount_rendezvous": True},
-            "b": {"instance_type": "x", "paramount_rendezvous": True}}}}}})
-    with pytest.raises(ParamountError, match="no group paramount_train"):
-        dec.parse_inventory({"all": {"children": {"other": {}}}})
-    with pytest.raises(ParamountError, match="mapping"):
-        dec.parse_inventory(["x"])
-
-
 def test_the_catalog_node_limit_is_a_quota():
     cat = dict(CAT, fast=CatalogEntry("fast", 1, 1, 0, 0.050, "test", node_limit=2))
-    k = dec.Constraints(objective="time")
-    cands, _rest = dec.build_candidates(FakeModel(SPEED), cat, ["fast"], [1, 2, 4], k)
+    k = candidates.Constraints(objective="time")
+    cands, _rest = candidates.build_candidates(FakeModel(SPEED), cat, ["fast"], [1, 2, 4], k)
     by_n = {c.nodes: c for c in cands}
     assert by_n[2].feasible and not by_n[4].feasible
     assert "4 nodes > node_limit 2 of fast in the catalog" in by_n[4].reason
-    chosen, _rest = dec.decide(dec.rank(cands, "time"), "time")
+    chosen, _rest = candidates.decide(candidates.rank(cands, "time"), "time")
     assert chosen.nodes == 2
 
 
@@ -189,33 +140,6 @@ class ShortJobModel:
                           [0.0] * 3, [total, total, total])
 
 
-def test_billing_rule_rounds_the_whole_life_and_applies_the_minimum_once():
-    rule = dec.BillingRule(1.0, 60.0)
-    assert rule.billed(10) == 60 and rule.billed(100.2) == 101
-    assert rule.added(0.0, 10) == 60  # a new node pays the minimum
-    assert rule.added(90.0, 10) == 10  # a node past the minimum pays what it adds
-    assert rule.added(45.0, 30) == 15  # 45 s lived (60 billed), 75 s in all
-    hourly = dec.BillingRule(3600.0, 0.0)
-    assert hourly.billed(1) == 3600 and hourly.billed(3601) == 7200 and hourly.billed(0) == 0
-    prorata = dec.BillingRule(1.0, 0.0)
-    assert prorata.billed(12.3) == 13 and prorata.added(0.0, 12.3) == 13
-    bill = dec.cluster_bill(3, 20.0, 10.0, rule, kept_lives=[100.0, 200.0, 300.0, 400.0])
-    assert bill["new_nodes"] == 0 and bill["kept_nodes"] == 3 and bill["billed_node_seconds"] == 90
-    bill = dec.cluster_bill(3, 20.0, 10.0, rule, kept_lives=[100.0])
-    assert (bill["new_nodes"], bill["kept_nodes"], bill["billed_node_seconds"]) == (2, 1, 2 * 60 + 30)
-    assert dec.cluster_cost(3, 3.6, 20.0, 10.0, rule, [100.0]) == pytest.approx(3.6 * 150 / 3600)
-
-
-def test_a_plans_billing_record_gives_back_its_rule_and_money_is_one_conversion():
-    """The ledger and the timeline bill a plan's chosen cluster by the rule plan.json states (``from_dict``) and
-    turn node-seconds into money the plan's way (``cost_of``)."""
-    rule = dec.BillingRule(10.0, 120.0)
-    assert dec.BillingRule.from_dict(dec.cluster_bill(2, 30.0, 0.0, rule)) == rule
-    assert dec.BillingRule.from_dict({"billed_node_seconds": 60.0}) is None
-    assert dec.cost_of(3.6, 100.0) == pytest.approx(0.1)
-    assert dec.cluster_cost(2, 3.6, 30.0, 0.0, rule) == dec.cost_of(3.6, 240.0)
-
-
 def test_short_jobs_are_billed_by_the_catalog_rule():
     """Below the minimum, cost no longer depends on speed; billed pro rata, a faster type that is cheaper per
     unit of work wins although its hourly price is higher."""
@@ -223,8 +147,9 @@ def test_short_jobs_are_billed_by_the_catalog_rule():
     for minimum, winner in ((60.0, "slow"), (0.0, "mid")):
         cat = {t: CatalogEntry(t, 1, 1, 0, CAT[t].price_per_hour, "test", billing_minimum_seconds=minimum)
                for t in speed}
-        cands, _rest = dec.build_candidates(ShortJobModel(speed, work=6.0), cat, list(speed), [1], dec.Constraints())
-        chosen, _rest = dec.decide(dec.rank(cands, "cost"), "cost")
+        k = candidates.Constraints()
+        cands, _rest = candidates.build_candidates(ShortJobModel(speed, work=6.0), cat, list(speed), [1], k)
+        chosen, _rest = candidates.decide(candidates.rank(cands, "cost"), "cost")
         assert chosen.instance_type == winner, (minimum, [(c.instance_type, c.predicted_cost) for c in cands])
         assert chosen.billing["minimum_seconds"] == minimum and chosen.as_dict()["billing"] == chosen.billing
 
@@ -233,9 +158,9 @@ def test_nodes_kept_from_the_probe_are_past_the_minimum():
     speed = {"mid": 0.30}
     cat = {"mid": CatalogEntry("mid", 1, 1, 0, 0.018, "test")}
     model = ShortJobModel(speed, work=6.0)  # 20 s on one node, 10 s on two
-    k = dec.Constraints(setup_seconds=5.0)
-    new, _rest = dec.build_candidates(model, cat, ["mid"], [1, 2], k)
-    kept, _rest = dec.build_candidates(model, cat, ["mid"], [1, 2], k, kept_lives={"mid": [80.0]})
+    k = candidates.Constraints(setup_seconds=5.0)
+    new, _rest = candidates.build_candidates(model, cat, ["mid"], [1, 2], k)
+    kept, _rest = candidates.build_candidates(model, cat, ["mid"], [1, 2], k, kept_lives={"mid": [80.0]})
     one_new, two_new = new
     one_kept, two_kept = kept
     assert one_new.billing["billed_node_seconds"] == 60 and two_new.billing["billed_node_seconds"] == 120
@@ -246,22 +171,22 @@ def test_nodes_kept_from_the_probe_are_past_the_minimum():
 
 
 def test_runner_up_overlap_names_the_probe_that_would_separate_them():
-    a = dec.Candidate("a", 1, 1.0, True, True, predicted_seconds=100, predicted_cost=1.00,
-                      seconds_interval=[95, 105], cost_interval=[0.95, 1.05], feasible=True)
-    b = dec.Candidate("b", 4, 1.0, True, False, predicted_seconds=90, predicted_cost=1.02,
-                      seconds_interval=[60, 150], cost_interval=[0.7, 1.5], feasible=True)
-    far = dec.Candidate("c", 2, 1.0, True, True, predicted_seconds=300, predicted_cost=3.0,
-                        seconds_interval=[290, 310], cost_interval=[2.9, 3.1], feasible=True)
-    ordered = dec.rank([a, b, far], "cost")
-    chosen, _rest = dec.decide(ordered, "cost")
-    ru = dec.runner_up(ordered, chosen, "cost")
+    a = candidates.Candidate("a", 1, 1.0, True, True, predicted_seconds=100, predicted_cost=1.00,
+                             seconds_interval=[95, 105], cost_interval=[0.95, 1.05], feasible=True)
+    b = candidates.Candidate("b", 4, 1.0, True, False, predicted_seconds=90, predicted_cost=1.02,
+                             seconds_interval=[60, 150], cost_interval=[0.7, 1.5], feasible=True)
+    far = candidates.Candidate("c", 2, 1.0, True, True, predicted_seconds=300, predicted_cost=3.0,
+                               seconds_interval=[290, 310], cost_interval=[2.9, 3.1], feasible=True)
+    ordered = candidates.rank([a, b, far], "cost")
+    chosen, _rest = candidates.decide(ordered, "cost")
+    ru = candidates.runner_up(ordered, chosen, "cost")
     assert chosen is a and ru["instance_type"] == "b" and ru["overlap"]
     assert (ru["separating_probe"]["instance_type"], ru["separating_probe"]["nodes"]) == ("b", 4)
     assert "extrapolated" in ru["separating_probe"]["why"]
-    ordered = dec.rank([a, far], "cost")
-    ru = dec.runner_up(ordered, dec.decide(ordered, "cost")[0], "cost")
+    ordered = candidates.rank([a, far], "cost")
+    ru = candidates.runner_up(ordered, candidates.decide(ordered, "cost")[0], "cost")
     assert ru["instance_type"] == "c" and not ru["overlap"] and ru["separating_probe"] is None
-    assert dec.runner_up(dec.rank([a], "cost"), a, "cost") is None
+    assert candidates.runner_up(candidates.rank([a], "cost"), a, "cost") is None
 
 
 class LinearModel:
@@ -290,10 +215,10 @@ LOCAL_SPEED = {"local.small": 0.15, "local.medium": 0.30, "local.large": 0.60, "
 
 
 def _local(cpu_capacity, objective="time"):
-    k = dec.Constraints(objective=objective, cpu_capacity=cpu_capacity)
-    cands, _rest = dec.build_candidates(LinearModel(LOCAL_SPEED), LOCAL, sorted(LOCAL_SPEED), list(range(1, 9)), k)
-    ordered = dec.rank(cands, objective)
-    chosen, msg = dec.decide(ordered, objective)
+    k = candidates.Constraints(objective=objective, cpu_capacity=cpu_capacity)
+    cands, _rest = candidates.build_candidates(LinearModel(LOCAL_SPEED), LOCAL, sorted(LOCAL_SPEED), list(range(1, 9)), k)
+    ordered = candidates.rank(cands, objective)
+    chosen, msg = candidates.decide(ordered, objective)
     return {(c.instance_type, c.nodes): c for c in cands}, chosen, msg, k
 
 
@@ -318,13 +243,13 @@ def test_cpu_shares_above_the_capacity_are_infeasible_with_the_reason():
     d = medium8.as_dict()
     assert (d["cpu_share"], d["cpu_cores"], d["node_limit"]) == (0.3, 2.4, None)
     assert k.as_dict([1], None, None)["cpu_capacity"] == 1.5
-    assert dec.Constraints().as_dict([1], None, None)["cpu_capacity"] is None
+    assert candidates.Constraints().as_dict([1], None, None)["cpu_capacity"] is None
 
 
 def test_a_capacity_below_every_share_leaves_nothing_feasible_and_says_why():
-    k = dec.Constraints(objective="cost", cpu_capacity=0.0)
-    cands, _rest = dec.build_candidates(LinearModel(LOCAL_SPEED), LOCAL, ["local.small"], [1, 2], k)
-    chosen, msg = dec.decide(dec.rank(cands, "cost"), "cost")
+    k = candidates.Constraints(objective="cost", cpu_capacity=0.0)
+    cands, _rest = candidates.build_candidates(LinearModel(LOCAL_SPEED), LOCAL, ["local.small"], [1, 2], k)
+    chosen, msg = candidates.decide(candidates.rank(cands, "cost"), "cost")
     assert chosen is None
     assert "no configuration satisfies the constraints" in msg and "cpu_capacity 0 cores" in msg
 
@@ -332,8 +257,8 @@ def test_a_capacity_below_every_share_leaves_nothing_feasible_and_says_why():
 def test_node_limit_and_cpu_capacity_are_both_reported():
     cat = dict(LOCAL, **{"local.large": CatalogEntry("local.large", 1, 2, 0, 0.050, "test", cpu_share=0.60,
                                                      node_limit=2)})
-    k = dec.Constraints(objective="time", cpu_capacity=1.5)
-    cands, _rest = dec.build_candidates(LinearModel(LOCAL_SPEED), cat, ["local.large"], [1, 2, 3], k)
+    k = candidates.Constraints(objective="time", cpu_capacity=1.5)
+    cands, _rest = candidates.build_candidates(LinearModel(LOCAL_SPEED), cat, ["local.large"], [1, 2, 3], k)
     three = {c.nodes: c for c in cands}[3]
     assert [v[0] for v in three.violations] == ["node_limit", "cpu_capacity"]
     assert "3 nodes > node_limit 2 of local.large in the catalog (quota)" in three.reason
