@@ -11,6 +11,7 @@ import yaml
 from ansible_collections.paramount.cluster.plugins.filter import paramount_settings as f
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_args import plan_settings_problems
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common import OBJECTIVES
+from tests.role_specs import role_options
 
 REPO = Path(__file__).resolve().parents[4]
 
@@ -64,3 +65,8 @@ def test_the_filter_is_registered_and_documented():
     doc = yaml.safe_load((REPO / "plugins" / "filter" / "plan_settings_problems.yml").read_text(encoding="utf-8"))
     assert doc["DOCUMENTATION"]["name"] == "plan_settings_problems"
     assert set(doc["DOCUMENTATION"]["options"]) == {"_input", "options"}
+
+
+def test_the_roles_argument_spec_offers_the_enums_objectives():
+    """meta/argument_specs.yml cannot import the enum: its choices are kept equal to it here."""
+    assert role_options("provision")["paramount_objective"]["choices"] == list(OBJECTIVES)
