@@ -41,3 +41,14 @@ def rendered_defaults(role, names, collections_path, tmp_path):
     proc = subprocess.run(argv, cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]["msg"]
+
+
+def write_desired(folder, hosts, group_vars=None):
+    """Path (str) of ``folder``/desired.yml: a desired-state inventory of ``hosts`` ({name: variables}) in group
+    paramount_train, with the group's ``vars`` when given."""
+    group = {"hosts": hosts}
+    if group_vars:
+        group["vars"] = group_vars
+    path = Path(folder) / "desired.yml"
+    path.write_text(yaml.safe_dump({"all": {"children": {"paramount_train": group}}}), encoding="utf-8")
+    return str(path)

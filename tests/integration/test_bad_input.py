@@ -10,19 +10,11 @@ import pytest
 import yaml
 
 from tests.playbook_env import REPO, ansible_command, playbook_env
+from tests.role_specs import write_desired as _desired
 
 pytestmark = [pytest.mark.timeout(120)]
 
 RUN = "bad-input"
-
-
-def _desired(tmp_path, hosts, group_vars=None):
-    group = {"hosts": hosts}
-    if group_vars:
-        group["vars"] = group_vars
-    path = tmp_path / "desired.yml"
-    path.write_text(yaml.safe_dump({"all": {"children": {"paramount_train": group}}}))
-    return str(path)
 
 
 def _optimize(args, workdir, collections_path, backend="local", playbook="optimize.yml"):

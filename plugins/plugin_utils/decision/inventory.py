@@ -8,15 +8,51 @@ and the provision role read and write it through these functions."""
 
 from __future__ import annotations
 
+import re
+
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common import ParamountError, slug
 
 GROUP = "paramount_train"
+# a slot's name names its folder, tags and CLAP node: letters, digits, '.', '_' and '-', starting with a letter or digit
+SLOT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+NOTHING_STARTED = "Nothing was started."
 
 
 def slot_name(run_name: str, instance_type: str, index: int) -> str:
     """Slot naming: ``<run_name>-<slug(instance_type)>-<index>``, index from 1, e.g.
     ``paramount-sim-medium-1``; slug lower-cases and turns every other character into '-'."""
     return "%s-%s-%d" % (slug(run_name), slug(instance_type), index)
+
+
+def _slot_vars(group, source, lenient=False):
+    """({slot: host variables over the group's vars}, hosts whose variables are not a mapping) of the group.
+    ``lenient``: any empty value counts as no variables (the current inventory's reader), else only null."""
+    gvars = group.get("vars") or {}
+    if not isinstance(gvars, dict):
+        raise ParamountError("%s: %s.vars must be a mapping" % (source, GROUP))
+    hosts = group.get("hosts") or {}
+    if not isinstance(hosts, dict):
+        raise ParamountError("%s: %s.hosts must be a mapping of slot names" % (source, GROUP))
+    slots, bad = {}, []
+    for name, hv in hosts.items():
+        if hv is None or (lenient and not hv):
+            hv = {}
+        if isinstance(hv, dict):
+            slots[str(name)] = {**gvars, **hv}
+        else:
+            bad.append(str(name))
+    return slots, bad
+
+
+def _instance_type(variables):
+    """The slot's instance_type, None unless it is a non-empty string."""
+    itype = variables.get("instance_type")
+    return itype if isinstance(itype, str) and itype else None
+
+
+def _rendezvous(slots):
+    """The slots whose paramount_rendezvous is true (a host or group variable)."""
+    return [name for name, variables in slots.items() if variables.get("paramount_rendezvous") is True]
 
 
 def parse_inventory(data, source="current_inventory"):
@@ -42,27 +78,66 @@ def parse_inventory(data, source="current_inventory"):
         return {}, None
     if not isinstance(group, dict):
         raise ParamountError("%s: group %s must be a mapping" % (source, GROUP))
-    gvars = group.get("vars") or {}
-    if not isinstance(gvars, dict):
-        raise ParamountError("%s: %s.vars must be a mapping" % (source, GROUP))
-    hosts = group.get("hosts") or {}
-    if not isinstance(hosts, dict):
-        raise ParamountError("%s: %s.hosts must be a mapping of slot names" % (source, GROUP))
-    slots, rdzv = {}, []
-    for name, hv in hosts.items():
-        hv = hv or {}
-        if not isinstance(hv, dict):
-            raise ParamountError("%s: host %s: variables must be a mapping" % (source, name))
-        itype = hv.get("instance_type", gvars.get("instance_type"))
-        if not isinstance(itype, str) or not itype:
+    slots, bad = _slot_vars(group, source, lenient=True)
+    if bad:
+        raise ParamountError("%s: host %s: variables must be a mapping" % (source, bad[0]))
+    types = {}
+    for name, variables in slots.items():
+        types[name] = _instance_type(variables)
+        if types[name] is None:
             raise ParamountError("%s: host %s has no instance_type (host or group variable)" % (source, name))
-        slots[str(name)] = itype
-        if hv.get("paramount_rendezvous", gvars.get("paramount_rendezvous")) is True:
-            rdzv.append(str(name))
+    rdzv = _rendezvous(slots)
     if len(rdzv) > 1:
         raise ParamountError("%s: paramount_rendezvous is true on %d hosts (%s); exactly one is allowed"
                              % (source, len(rdzv), ", ".join(sorted(rdzv))))
-    return slots, (rdzv[0] if rdzv else None)
+    return types, (rdzv[0] if rdzv else None)
+
+
+def _desired_group(data):
+    """all.children.paramount_train of a desired state, None unless every level is a mapping and it has hosts."""
+    node = data
+    for key in ("all", "children", GROUP):
+        node = node.get(key) if isinstance(node, dict) else None
+    hosts = node.get("hosts") if isinstance(node, dict) else None
+    return node if isinstance(hosts, dict) and hosts else None
+
+
+def desired_slots(data, source, emulated=None, emulator="the backend"):
+    """{slot: host variables over the group's vars} of the desired state the provision role makes real.
+
+    Stricter than ``parse_inventory`` (a plan's current inventory): the group is under all.children with at least
+    one host, every slot has an instance_type, exactly one slot has ``paramount_rendezvous: true``, every slot name
+    is a ``SLOT_NAME_RE`` and, when ``emulated`` lists the types ``emulator`` (e.g. "the local backend") emulates,
+    every type is one of them. Raises ParamountError with one message naming ``source`` and every bad host.
+    """
+    group = _desired_group(data)
+    if group is None:
+        raise ParamountError("%s: needs group %s under all.children with at least one host (one named slot per node, "
+                             "see docs/optimize.md)." % (source, GROUP))
+    slots, bad = _slot_vars(group, source)
+    problems = []
+    if bad:
+        problems.append("the variables of host(s) %s must be a mapping (e.g. instance_type: sim.small), or empty"
+                        % ", ".join(bad))
+    typeless = [name for name, variables in slots.items() if _instance_type(variables) is None]
+    if typeless:
+        problems.append("host(s) %s have no instance_type (a host or group variable)" % ", ".join(typeless))
+    rdzv = _rendezvous(slots)
+    if len(rdzv) != 1:
+        problems.append("paramount_rendezvous: true must be on exactly one host, it is on %s"
+                        % (", ".join(rdzv) if rdzv else "none"))
+    bad_names = [name for name in list(slots) + bad if not SLOT_NAME_RE.match(name)]
+    if bad_names:
+        problems.append("host name(s) %s may only hold letters, digits, ., _ and -" % ", ".join(bad_names))
+    if emulated is not None:
+        known = [str(t) for t in emulated]
+        unknown = [(name, _instance_type(v)) for name, v in slots.items() if _instance_type(v) not in known + [None]]
+        if unknown:
+            problems.append("; ".join("host %s has instance_type %s" % item for item in unknown)
+                            + "; %s emulates only %s" % (emulator, ", ".join(known)))
+    if problems:
+        raise ParamountError("%s: %s. %s" % (source, "; ".join(problems), NOTHING_STARTED))
+    return slots
 
 
 def keep_order(instance_type, current_slots, current_rdzv):

@@ -189,14 +189,8 @@ def test_runner_up_overlap_names_the_probe_that_would_separate_them():
     assert candidates.runner_up(candidates.rank([a], "cost"), a, "cost") is None
 
 
-class LinearModel:
+class LinearModel(FakeModel):
     """Perfect scaling up to 8 nodes: more nodes is always faster, so objective time wants the most nodes."""
-
-    def __init__(self, speed):
-        self.speed = speed
-
-    def types(self):
-        return sorted(self.speed)
 
     def predict(self, t, n):
         spi = 1.0 / (self.speed[t] * n)
