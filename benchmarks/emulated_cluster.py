@@ -170,6 +170,24 @@ def pack(worlds, capacity):
     return [batch for batch, _used in batches]
 
 
+def run_packed(backend, worlds, workdir, capacity, timeout, deadline=None, describe=None):
+    """Run the worlds in ``pack(worlds, capacity)`` batches, one batch side by side at a time, printing each batch
+    as it starts. A batch not started by ``deadline`` (time.monotonic()) is left out. Returns (done, left_out)."""
+    describe = describe or (lambda w: w.label)
+    batches = pack(worlds, capacity)
+    t0 = time.monotonic()
+    done, left_out = [], []
+    for i, batch in enumerate(batches, 1):
+        if deadline is not None and time.monotonic() > deadline:
+            left_out += batch
+            continue
+        print("  [%s] batch %d/%d (%.0f s in): %s" % (backend, i, len(batches), time.monotonic() - t0,
+                                                      ", ".join(describe(w) for w in batch)), flush=True)
+        run_side_by_side(backend, batch, workdir, timeout)
+        done += batch
+    return done, left_out
+
+
 def median(values):
     values = sorted(values)
     if not values:

@@ -136,19 +136,9 @@ def bench_backend(backend, args, workdir, data, capacity, deadline, ledger):
     grid = sorted(candidates, key=lambda key: (key[0], key[1]))
     worlds = [ec.World("%s-%s-x%d-r%d" % (backend, t, n, r), [(t, types[t].cpu_share)] * n, job, "%s x%d" % (t, n))
               for r in range(args.repeats) for t, n in grid]
-    done, left_out = [], []
     pack_share = min(capacity, args.pack_share or probe.share)
-    batches = ec.pack(worlds, pack_share)
-    print("  [%s] %d runs in %d batches of at most %.2f CPU" % (backend, len(worlds), len(batches), pack_share),
-          flush=True)
-    for i, batch in enumerate(batches, 1):
-        if time.monotonic() > deadline:
-            left_out += batch
-            continue
-        print("  [%s] batch %d/%d (%.0f s in): %s" % (backend, i, len(batches), time.monotonic() - t0,
-                                                      ", ".join(w.label for w in batch)), flush=True)
-        ec.run_side_by_side(backend, batch, workdir, RUN_TIMEOUT)
-        done += batch
+    print("  [%s] %d runs in batches of at most %.2f CPU" % (backend, len(worlds), pack_share), flush=True)
+    done, left_out = ec.run_packed(backend, worlds, workdir, pack_share, RUN_TIMEOUT, deadline=deadline)
     truth = {}
     for world in done:
         t, n = world.nodes[0][0], len(world.nodes)

@@ -122,14 +122,6 @@ def reference_args(args, ratings):
     return ["--probe-phases", ",".join(phases), "--probe-window", 0, "--epochs", max(2, total)]
 
 
-def run_packed(backend, worlds, workdir, capacity):
-    batches = ec.pack(worlds, capacity)
-    for i, batch in enumerate(batches, 1):
-        print("  [%s] batch %d/%d: %s" % (backend, i, len(batches), ", ".join(
-            "%s %s" % (w.label, "+".join("%.2f" % s for _t, s in w.nodes)) for w in batch)), flush=True)
-        ec.run_side_by_side(backend, batch, workdir, RUN_TIMEOUT)
-
-
 def bench_backend(backend, args, workdir, data, capacity):
     shares = args.shares
     # mixed probes: the probe cluster's shares, split where they do not fit together
@@ -151,7 +143,8 @@ def bench_backend(backend, args, workdir, data, capacity):
     probes = [ec.World("%s-probe-%d-%d" % (backend, i, repeat), [(type_name(s), s) for s in m],
                        common + ["--probe-phases", args.probe_phases, "--probe-window", args.window], "probe")
               for repeat in range(args.repeats) for i, m in enumerate(mixed)]
-    run_packed(backend, probes, workdir, capacity)
+    ec.run_packed(backend, probes, workdir, capacity, RUN_TIMEOUT,
+                  describe=lambda w: "%s %s" % (w.label, "+".join("%.2f" % s for _t, s in w.nodes)))
     new, old = {}, {}
     for world in probes:
         stripped = workdir / "stripped" / world.run_id
