@@ -8,16 +8,16 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar
 from ansible.utils.collection_loader._collection_finder import _AnsibleCollectionFinder
 
+from tests.role_specs import role_defaults, role_options, role_task
+
 from ..templating import trusted
 
 REPO = Path(__file__).resolve().parents[3]
-ROLE = REPO / "roles" / "probe"
 COLLECTIONS_ROOT = REPO / ".build" / "collections"  # tests/conftest.py links the repository there
 CAPTURED = json.loads((Path(__file__).parent / "probe_job_commands.json").read_text(encoding="utf-8"))
 
@@ -39,24 +39,6 @@ NATIVE = [
     "--instance-type", "sim.large", "--run-id", "default-probe", "--dist-timeout", "120",
     "--probe-phases", "warmup:3,adversarial:10", "--probe-window", "4",
 ]
-
-
-def _yaml(path):
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
-
-
-def _defaults():
-    return _yaml(ROLE / "defaults" / "main.yml")
-
-
-def _options():
-    return _yaml(ROLE / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
-
-
-def _task(name_start):
-    found = [t for t in _yaml(ROLE / "tasks" / "main.yml") if t["name"].startswith(name_start)]
-    assert len(found) == 1, name_start
-    return found[0]
 
 
 def _collection_modules():
@@ -85,8 +67,8 @@ def _collection_loader():
 def _start(**overrides):
     """(argv, environment) of the task that starts the trainer, with the role's defaults and these variables
     (None: not defined)."""
-    task = _task("Start the trainer")
-    variables = {**_defaults(), **task["vars"], **NODE, **overrides}
+    task = role_task("probe", "Start the trainer")
+    variables = {**role_defaults("probe"), **task["vars"], **NODE, **overrides}
     variables = {name: value for name, value in variables.items() if value is not None}
     with _collection_loader():
         templar = Templar(loader=DataLoader(), variables=trusted(variables))
@@ -100,8 +82,8 @@ def _container(**overrides):
 
 
 def test_the_install_modes_are_the_trainer_roles():
-    trainer = _yaml(REPO / "roles" / "trainer" / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
-    assert set(_options()["paramount_trainer_install"]["choices"]) == set(trainer["paramount_trainer_install"]["choices"])
+    trainer = role_options("trainer")["paramount_trainer_install"]["choices"]
+    assert set(role_options("probe")["paramount_trainer_install"]["choices"]) == set(trainer)
 
 
 def test_natively_the_command_is_torchrun_of_the_nodes_python():
@@ -122,14 +104,14 @@ def test_the_command_is_the_one_the_roles_jinja_built(case):
 
 
 def test_the_task_builds_the_command_with_the_filter_from_the_roles_variables():
-    task = _task("Start the trainer")
+    task = role_task("probe", "Start the trainer")
     assert task["vars"]["_job"] == "{{ _job_settings | paramount.cluster.job_command }}"
     passed = set(task["vars"]["_job_settings"])
     facts = {"inventory_hostname", "instance_type", "paramount_private_address", "paramount_node_name",
              "paramount_reachable_nodes", "paramount_rdzv_host", "paramount_rdzv_address",
              "paramount_container_name", "paramount_container_cgroup"}  # of the node and the earlier tasks
-    assert passed - set(_defaults()) == facts
-    not_passed = set(_defaults()) - passed
+    assert passed - set(role_defaults("probe")) == facts
+    not_passed = set(role_defaults("probe")) - passed
     assert not_passed == {"paramount_group", "paramount_run", "paramount_connect_timeout", "paramount_poll_seconds",
                           "paramount_train_detach", "paramount_container_cgroup_parent"}  # used by other tasks
 
@@ -187,8 +169,8 @@ def test_in_a_container_a_cpu_share_becomes_cpus_and_an_outside_data_set_a_read_
 def test_the_session_cgroup_is_the_cpu_controllers_line_else_the_unified_one(proc_self_cgroup, expected):
     import base64
 
-    task = _task("Container mode - name the container")
-    variables = {**_defaults(), **task["vars"], **NODE, "paramount_trainer_run_id": "run-1-probe",
+    task = role_task("probe", "Container mode - name the container")
+    variables = {**role_defaults("probe"), **task["vars"], **NODE, "paramount_trainer_run_id": "run-1-probe",
                  "paramount_container_cgroup_parent": "session",
                  "paramount_session_cgroup": {"content": base64.b64encode(proc_self_cgroup.encode()).decode()}}
     templar = Templar(loader=DataLoader(), variables=trusted(variables))

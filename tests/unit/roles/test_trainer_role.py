@@ -2,34 +2,16 @@
 from the collection's requirements/trainer.txt (the role's own expressions, rendered by Ansible's templar)."""
 from pathlib import Path
 
-import yaml
 
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
+
+from tests.role_specs import read_yaml, role_defaults, role_options, role_task
 
 REPO = Path(__file__).resolve().parents[3]
 ROLE = REPO / "roles" / "trainer"
 REQUIREMENTS = REPO / "requirements" / "trainer.txt"
 LOOKUP = "lookup('ansible.builtin.file', paramount_trainer_requirements_file)"
-
-
-def _yaml(path):
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
-
-
-def _defaults():
-    return _yaml(ROLE / "defaults" / "main.yml")
-
-
-def _options():
-    return _yaml(ROLE / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
-
-
-def _task(file_name, name_start):
-    tasks = _yaml(ROLE / "tasks" / file_name)
-    found = [t for t in tasks if t["name"].startswith(name_start)]
-    assert len(found) == 1, [t["name"] for t in tasks]
-    return found[0]
 
 
 def _render(expression, variables):
@@ -40,8 +22,8 @@ def _render(expression, variables):
 
 def test_the_install_modes_agree():
     modes = ["existing", "container", "venv"]
-    assert _options()["paramount_trainer_install"]["choices"] == modes
-    check = _task("main.yml", "Check the install mode")["ansible.builtin.assert"]
+    assert role_options("trainer")["paramount_trainer_install"]["choices"] == modes
+    check = role_task("trainer", "Check the install mode", "main.yml")["ansible.builtin.assert"]
     assert check["that"] == f"paramount_trainer_install in {modes}"
     readme = (ROLE / "README.md").read_text(encoding="utf-8")
     assert "not in this version" not in readme
@@ -50,7 +32,7 @@ def test_the_install_modes_agree():
 
 
 def test_the_venv_defaults_are_the_documented_indexes():
-    defaults = _defaults()
+    defaults = role_defaults("trainer")
     assert defaults["paramount_trainer_torch_index_url"] == "https://download.pytorch.org/whl/cpu"
     assert defaults["paramount_trainer_index_url"] == "https://pypi.org/simple"
     assert defaults["paramount_trainer_no_index"] is False
@@ -61,14 +43,14 @@ def test_the_venv_defaults_are_the_documented_indexes():
 
 def _pins_of(text):
     """What the role reads from a requirements file: (torch step, other step)."""
-    read = _task("install-venv.yml", "Read the pinned requirements")
+    read = role_task("trainer", "Read the pinned requirements", "install-venv.yml")
     assert LOOKUP in read["vars"]["_lines"]
     variables = {k: v.replace(LOOKUP, "requirements_text") for k, v in read["vars"].items()}
     variables["requirements_text"] = text
     lines = _render(read["ansible.builtin.set_fact"]["paramount_trainer_venv_requirements"], variables)
     names = _render(read["ansible.builtin.set_fact"]["paramount_trainer_venv_requirement_names"], variables)
-    torch = _task("install-venv.yml", "Install the pinned torch")["ansible.builtin.pip"]["name"]
-    other = _task("install-venv.yml", "Install the other pinned")["ansible.builtin.pip"]["name"]
+    torch = role_task("trainer", "Install the pinned torch", "install-venv.yml")["ansible.builtin.pip"]["name"]
+    other = role_task("trainer", "Install the other pinned", "install-venv.yml")["ansible.builtin.pip"]["name"]
     step_vars = {"paramount_trainer_venv_requirements": lines}
     return names, _render(torch, step_vars), _render(other, step_vars)
 
@@ -95,9 +77,9 @@ def test_comments_blank_lines_and_lookalike_names_are_handled():
 
 def test_the_venv_steps_use_ansible_builtin_pip_and_become_only_for_packages():
     for os_family in ("Debian", "RedHat"):
-        tasks = _yaml(ROLE / "tasks" / f"setup-{os_family}.yml")
+        tasks = read_yaml(ROLE / "tasks" / f"setup-{os_family}.yml")
         assert all(t.get("become") is True for t in tasks)
-    venv_tasks = _yaml(ROLE / "tasks" / "install-venv.yml")
+    venv_tasks = read_yaml(ROLE / "tasks" / "install-venv.yml")
 
     def walk(tasks):
         for task in tasks:
