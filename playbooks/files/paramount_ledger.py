@@ -141,19 +141,19 @@ def _ratio(measured, predicted):
     return measured / predicted if measured is not None and predicted else None
 
 
-def compare_train(timeline, chosen, nodes, price, rule, setup_seconds, decision):
+def compare_train(timeline, chosen, nodes, price, rule, setup_seconds, billing):
     """Measured against predicted over the same span: time and cost (both billed by the plan's rule), and per
     training phase."""
     span = timeline["span_seconds"]
     kept = (chosen.get("billing") or {}).get("kept_lived_seconds") or []
-    bill = decision.cluster_bill(nodes, span, setup_seconds, rule, kept)
+    bill = billing.cluster_bill(nodes, span, setup_seconds, rule, kept)
     predicted_seconds = _number(chosen.get("predicted_seconds"))
     predicted_cost = _number(chosen.get("predicted_cost"))
     predicted_bill = (chosen.get("billing") or {}).get("billed_node_seconds")
     if predicted_bill is None and predicted_seconds is not None:
-        predicted_bill = decision.cluster_bill(int(chosen.get("nodes") or nodes), predicted_seconds, setup_seconds,
+        predicted_bill = billing.cluster_bill(int(chosen.get("nodes") or nodes), predicted_seconds, setup_seconds,
                                                rule, kept)["billed_node_seconds"]
-    measured_cost = decision.cost_of(price, bill["billed_node_seconds"]) if price is not None else None
+    measured_cost = billing.cost_of(price, bill["billed_node_seconds"]) if price is not None else None
     spi = chosen.get("seconds_per_iteration_by_phase") or {}
     planned = chosen.get("iterations_by_phase") or {}
     rows = [{"phase": "init", "measured_seconds": timeline["parts"]["init"],
@@ -202,16 +202,16 @@ def trained_points(train, chosen):
             if row.get("measured_seconds_per_iteration") and row.get("predicted_seconds_per_iteration")]
 
 
-def bill_probe(nodes, prices, rules, setup_seconds, decision):
+def bill_probe(nodes, prices, rules, setup_seconds, billing):
     """(billed node-seconds, cost) of the probe nodes: each by its type's rule over setup + its trainer's life
     (process start to last record), as the plan's search cost bills them; cost None if a type has no price."""
     billed, cost = 0.0, 0.0
     for n in nodes.values():
         life = n["last"] - min(n["process_starts"] or [n["first"]])
-        seconds = decision.billed_seconds(max(life, 1e-6), setup_seconds, rules(n["type"]))
+        seconds = billing.billed_seconds(max(life, 1e-6), setup_seconds, rules(n["type"]))
         billed += seconds
         price = prices.get(n["type"])
-        cost = None if cost is None or price is None else cost + decision.cost_of(price, seconds)
+        cost = None if cost is None or price is None else cost + billing.cost_of(price, seconds)
     return billed, cost
 
 
@@ -221,7 +221,7 @@ def _fmt(value, digits=1):
 
 def main(results_dir, catalog_csv):
     results = Path(results_dir)
-    decision = plan_module("decision.billing")
+    billing = plan_module("decision.billing")
     # a type with no usable price (an empty cell included) is priced like an unknown type: NaN
     catalog = load_catalog(catalog_csv)
     prices = {t: e.price_per_hour for t, e in catalog.items() if e.price_per_hour is not None}
@@ -230,7 +230,7 @@ def main(results_dir, catalog_csv):
     setup_seconds = float((plan.get("constraints") or {}).get("setup_seconds") or 0.0)
 
     def rule_of(itype):  # an unknown type (no catalog entry) gets the default rule
-        return decision.BillingRule.of(catalog.get(itype))
+        return billing.BillingRule.of(catalog.get(itype))
 
     run_phase = plan_module("paramount_phases").RunPhase
     phases, comparison = [], {}
@@ -242,14 +242,14 @@ def main(results_dir, catalog_csv):
         start = min(s[1] for s in spans.values())
         end = max(s[2] for s in spans.values())
         node_seconds = sum(s[2] - s[1] for s in spans.values())
-        cost = sum(decision.cost_of(prices.get(s[0], float("nan")), s[2] - s[1]) for s in spans.values())
+        cost = sum(billing.cost_of(prices.get(s[0], float("nan")), s[2] - s[1]) for s in spans.values())
         row = {
             "phase": phase, "nodes": len(spans), "types": sorted({s[0] for s in spans.values()}),
             "wall_seconds": round(end - start, 3), "node_seconds": round(node_seconds, 3), "cost": cost,
             "statuses": sorted({str(s[3]) for s in spans.values()}),
         }
         if phase == run_phase.PROBE:
-            billed, billed_cost = bill_probe(nodes, prices, rule_of, setup_seconds, decision)
+            billed, billed_cost = bill_probe(nodes, prices, rule_of, setup_seconds, billing)
             row.update({"billed_node_seconds": billed, "billed_cost": billed_cost})
             comparison["probe"] = {"measured_cost": billed_cost, "search_cost": plan.get("search_cost"),
                                    "cost_ratio": _ratio(billed_cost, plan.get("search_cost"))}
@@ -257,11 +257,11 @@ def main(results_dir, catalog_csv):
             timeline = job_timeline(nodes)
             types = row["types"]
             itype = chosen.get("instance_type") if chosen.get("instance_type") in types else types[0]
-            billing = chosen.get("billing") or {}
-            rule = decision.BillingRule.from_dict(billing) or rule_of(itype)
+            planned_billing = chosen.get("billing") or {}
+            rule = billing.BillingRule.from_dict(planned_billing) or rule_of(itype)
             if timeline is not None and chosen:
                 comparison["train"] = compare_train(timeline, chosen, len(nodes), prices.get(itype), rule,
-                                                    setup_seconds, decision)
+                                                    setup_seconds, billing)
                 row.update({"span_seconds": timeline["span_seconds"],
                             "billed_node_seconds": comparison["train"]["billing"]["billed_node_seconds"],
                             "billed_cost": comparison["train"]["measured_cost"]})
