@@ -106,7 +106,10 @@ from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_catalo
     default_catalog_path,
     load_catalog,
 )
-from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common import ParamountError  # noqa: E402
+from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common import (  # noqa: E402
+    OBJECTIVES,
+    ParamountError,
+)
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_plan import optimize  # noqa: E402
 
 from synthetic_workloads import (  # noqa: E402  (beside this script)
@@ -178,7 +181,7 @@ def run_family(suite, args, catalog, cat_path):
     pmax = max(probe_counts)
     extra = [n for n in counts if pmax < n <= 2 * pmax]
     r = {"n": 0, "failures": 0}
-    for obj in ("cost", "time"):
+    for obj in OBJECTIVES:
         for who in ("opt", "field", "cheap"):
             r["%s_%s_ratio" % (obj, who)] = []
             r["%s_%s_exact" % (obj, who)] = []
@@ -208,7 +211,7 @@ def run_family(suite, args, catalog, cat_path):
         with tempfile.TemporaryDirectory() as d:
             probes = os.path.join(d, "probes")
             steps = write_probes(w, probes, probe_rng, probe_counts, suite.phases)
-            for obj in ("cost", "time"):
+            for obj in OBJECTIVES:
                 key = (lambda kv: (kv[1][0], kv[1][1])) if obj == "time" else (lambda kv: (kv[1][1], kv[1][0]))
                 best_cfg, best = min(truth.items(), key=key)
                 best_v = best[1] if obj == "cost" else best[0]
@@ -274,7 +277,7 @@ def run_family(suite, args, catalog, cat_path):
 def summarize(r):
     """Figures of one family (fractions as %)."""
     out = {"workloads": r["n"], "failures": r["failures"], "seconds": r["seconds"]}
-    for obj in ("cost", "time"):
+    for obj in OBJECTIVES:
         for who in ("opt", "field", "cheap"):
             ratio = r["%s_%s_ratio" % (obj, who)]
             err = r["%s_%s_err" % (obj, who)]
@@ -312,7 +315,7 @@ def print_family(name, suite, results):
     print()
     print("== %s: %d workloads; %s" % (name, first["workloads"], suite.text))
     labels = [label for label, _figures in results]
-    for obj in ("cost", "time"):
+    for obj in OBJECTIVES:
         head = ["%-34s" % ("objective %s" % obj)] + ["%12s" % label for label in labels] + \
                ["%12s" % "field", "%12s" % "cheapest/h"]
         print(" ".join(head))

@@ -46,6 +46,7 @@ import emulated_cluster as ec  # noqa: E402
 from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_capacity  # noqa: E402
 from ansible_collections.paramount.cluster.plugins.plugin_utils import paramount_catalog  # noqa: E402
 from ansible_collections.paramount.cluster.plugins.plugin_utils.decision import billing  # noqa: E402
+from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_common import OBJECTIVES  # noqa: E402
 from ansible_collections.paramount.cluster.plugins.plugin_utils.paramount_plan import optimize  # noqa: E402
 
 CATALOG = REPO / "catalogs" / "default.csv"
@@ -129,7 +130,7 @@ def bench_backend(backend, args, workdir, data, capacity, deadline, ledger):
     print("  [%s] probe: %s" % (backend, ", ".join(types)), flush=True)
     ec.run_side_by_side(backend, [probe], workdir, RUN_TIMEOUT)
     plans = {objective: plan(probe.log_dir, objective, types, capacity, workdir / "plans")
-             for objective in ("cost", "time")}
+             for objective in OBJECTIVES}
     other = (plan_elsewhere(args.compare_with, probe.log_dir, types, capacity, workdir / "plans")
              if args.compare_with else None)
     candidates = predicted_candidates(plans["cost"])
@@ -158,7 +159,7 @@ def replan_backend(backend, kept, capacity, ledger, args):
         raise SystemExit("%s: no kept probe in %s" % (backend, probe_dir))
     out = Path(tempfile.mkdtemp(prefix="replan-"))
     t0 = time.monotonic()
-    plans = {objective: plan(probe_dir, objective, types, capacity, out) for objective in ("cost", "time")}
+    plans = {objective: plan(probe_dir, objective, types, capacity, out) for objective in OBJECTIVES}
     other = plan_elsewhere(args.compare_with, probe_dir, types, capacity, out) if args.compare_with else None
     candidates = predicted_candidates(plans["cost"])
     truth = {}
