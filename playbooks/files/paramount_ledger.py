@@ -152,7 +152,7 @@ def compare_train(timeline, chosen, nodes, price, rule, setup_seconds, billing):
     predicted_bill = (chosen.get("billing") or {}).get("billed_node_seconds")
     if predicted_bill is None and predicted_seconds is not None:
         predicted_bill = billing.cluster_bill(int(chosen.get("nodes") or nodes), predicted_seconds, setup_seconds,
-                                               rule, kept)["billed_node_seconds"]
+                                              rule, kept)["billed_node_seconds"]
     measured_cost = billing.cost_of(price, bill["billed_node_seconds"]) if price is not None else None
     spi = chosen.get("seconds_per_iteration_by_phase") or {}
     planned = chosen.get("iterations_by_phase") or {}
